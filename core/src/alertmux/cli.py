@@ -1,0 +1,395 @@
+"""The ``alertmux`` command line. Stdout carries results only (JSON lines, tables); logs and progress go to stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from alertmux import __version__
+from alertmux.config import Config, load_config
+from alertmux.errors import AlertmuxError, UsageError
+from alertmux.host import PluginHost
+
+log = logging.getLogger("alertmux")
+stderr = Console(stderr=True)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(verbose: int, quiet: bool, log_json: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if log_json else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _Context:
+    def __init__(self, host: PluginHost | None = None) -> None:
+        self.config_path: Path | None = None
+        self._host = host
+        self._config: Config | None = None
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            self._host = PluginHost()
+            for problem in self._host.problems:
+                stderr.print(f"[yellow]warning:[/] plugin {problem.plugin}: {problem.error}")
+        return self._host
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(_Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="alertmux")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option("--log-json", is_flag=True, help="Logs as JSON lines on stderr.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Config file (default ./alertmux.toml).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, log_json: bool, config_path: Path | None) -> None:
+    """alertmux: connect alert brokers, science collaborations and telescopes."""
+    _setup_logging(verbose, quiet, log_json)
+    ctx.ensure_object(_Context).config_path = config_path
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Any]:
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM set a flag the loops poll, so they finish the batch in hand and commit before leaving."""
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in (signal.SIGINT,
+                                                                                               signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# -- plugins ------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
+@pass_ctx
+def plugins(ctx: _Context, as_json: bool) -> None:
+    """List installed plugins with their distribution, version and what they provide."""
+    infos = ctx.host.plugins()
+    if as_json:
+        problems = [asdict(p) for p in ctx.host.problems]
+        click.echo(json.dumps({"plugins": [asdict(i) for i in infos], "problems": problems}, indent=2))
+        return
+    table = Table("plugin", "distribution", "version", "provides")
+    for info in infos:
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.provides.items())
+        table.add_row(info.name, info.distribution or "-", info.version or "-", provides)
+    Console().print(table)
+    for problem in ctx.host.problems:
+        stderr.print(f"[red]problem[/] {problem.plugin}: {problem.error}")
+
+
+# -- demo ---------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--objects", default=200, show_default=True, help="Simulated objects (alerts: about 15 per object).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--bootstrap", help="Kafka bootstrap servers; default: start an embedded broker for this run.")
+@click.option("--brokers", default="elasticc", show_default=True, help="Comma-separated emulated brokers.")
+@click.option("--class-mix", type=click.Choice(["uniform", "elasticc"]), default="uniform", show_default=True)
+@click.option("--mode", type=click.Choice(["last", "after3"]), default="last", show_default=True,
+              help="Emulator behaviour: last-classification matrix, or after-three-detections then last.")
+@pass_ctx
+def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None, brokers: str, class_mix: str,
+         mode: str) -> None:
+    """Run the whole local harness: simulate, stream, emulate brokers, ingest, summarize."""
+    from alertmux.harness import DemoOptions, run_demo
+
+    options = DemoOptions(
+        db=db, objects=objects, seed=seed, bootstrap=bootstrap, class_mix=class_mix,
+        brokers=tuple(b.strip() for b in brokers.split(",") if b.strip()),
+        emulator_options={"mode": mode}, client_config=ctx.config.kafka() if bootstrap else {},
+    )
+    with _progress() as progress:
+        summary = run_demo(ctx.host, options, progress=progress)
+    _print_summary(summary)
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.3g}{unit}"
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    out = Console()
+    out.print(f"run {summary.get('run_id')} -> {summary.get('db')}")
+    out.print(f"alerts sent: {summary['alerts_sent']}   dead letters: {summary['dead_letters']}")
+    table = Table("broker", "messages", "classifications", "dead letters", "turnaround p50", "p90", "p99",
+                  "top-1 accuracy", "objects")
+    for broker, info in summary["brokers"].items():
+        t = info["turnaround_s"]
+        table.add_row(broker, str(info["messages"]), str(info["classifications"]), str(info["dead_letters"]),
+                      _fmt(t["p50"], " s"), _fmt(t["p90"], " s"), _fmt(t["p99"], " s"),
+                      _fmt(info["top1_accuracy"]), str(info["objects_scored"]))
+    out.print(table)
+
+
+# -- stream -------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--source", default="simulated", show_default=True, help="Alert source plugin.")
+@click.option("--objects", default=200, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--class-mix", type=click.Choice(["uniform", "elasticc"]), default="uniform", show_default=True)
+@click.option("--rate", default="max", show_default=True, help="Alerts per second, or 'max'.")
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: [kafka] bootstrap.servers in the config).")
+@click.option("--topic", required=True)
+@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--run", "run_id", help="Resume this run: alerts it already sent are not sent again.")
+@pass_ctx
+def stream(ctx: _Context, source: str, objects: int, seed: int, class_mix: str, rate: str, bootstrap: str | None,
+           topic: str, db: Path, run_id: str | None) -> None:
+    """Stream alerts from a source to a Kafka topic, recording truth and sent times."""
+    from alertmux.harness import record_source, stream_alerts
+    from alertmux.kafka import check_reachable
+    from alertmux.store import open_store
+
+    per_second = _parse_rate(rate)
+    client_config = ctx.config.kafka()
+    bootstrap = bootstrap or client_config.pop("bootstrap.servers", None)
+    if not bootstrap:
+        raise UsageError("stream needs --bootstrap (or bootstrap.servers in the [kafka] table of alertmux.toml)")
+    spec = ctx.host.alert_source(source)
+    check_reachable(bootstrap, client_config, timeout=10)
+    store = open_store(db)
+    run_id = run_id or store.start_run("stream", {"source": source, "objects": objects, "seed": seed,
+                                                  "topic": topic})
+    with _progress() as progress:
+        alerts = record_source(store, run_id, spec.open(objects=objects, seed=seed, class_mix=class_mix))
+        stats = stream_alerts(store, run_id, alerts, bootstrap=bootstrap, topic=topic, rate=per_second,
+                              client_config=client_config, progress=progress, hook=ctx.host.hook)
+    store.finish_run(run_id, {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed})
+    click.echo(json.dumps({"run_id": run_id, "topic": topic, "alerts": stats.alerts, "sent": stats.sent,
+                           "skipped": stats.skipped, "failed": stats.failed, "seconds": round(stats.seconds, 3)}))
+    if stats.failed:
+        raise AlertmuxError(f"{stats.failed} alerts were not acknowledged by Kafka; run again with --run {run_id}")
+
+
+def _parse_rate(rate: str) -> float | None:
+    if rate == "max":
+        return None
+    try:
+        value = float(rate)
+    except ValueError:
+        raise UsageError(f"--rate must be a number of alerts per second or 'max', not {rate!r}") from None
+    if value <= 0:
+        raise UsageError("--rate must be positive")
+    return value
+
+
+# -- listen -------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--broker", "broker_name", required=True, help="Broker plugin name.")
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: the broker's config, then [kafka]).")
+@click.option("--topic", "topics", multiple=True, help="Topic to read (repeatable); default: the broker's topics.")
+@click.option("--group", help="Consumer group id (default alertmux-<broker>).")
+@click.option("--from", "start", type=click.Choice(["earliest", "latest", "committed"]), default="committed",
+              show_default=True)
+@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--max-messages", type=int, help="Stop after consuming this many messages (dead letters included).")
+@click.option("--idle-exit", type=float, help="Stop after this many seconds without a message.")
+@click.option("--connect-timeout", type=float, default=10.0, show_default=True)
+@pass_ctx
+def listen(ctx: _Context, broker_name: str, bootstrap: str | None, topics: tuple[str, ...], group: str | None,
+           start: str, db: Path, max_messages: int | None, idle_exit: float | None, connect_timeout: float) -> None:
+    """Consume one broker's topics into the store (the same loop the demo uses)."""
+    from alertmux.ingest import Ingestor
+    from alertmux.kafka import ListenOptions
+    from alertmux.kafka import listen as run_listen
+    from alertmux.store import open_store
+
+    spec = ctx.host.broker(broker_name)
+    settings = ctx.config.broker(broker_name)
+    client_config = ctx.config.kafka(broker_name)
+    bootstrap = bootstrap or settings.get("bootstrap") or client_config.pop("bootstrap.servers", None)
+    client_config.pop("bootstrap.servers", None)
+    if not bootstrap:
+        raise UsageError(f"listen needs --bootstrap (or bootstrap in [brokers.{broker_name}] of alertmux.toml)")
+    topics = topics or tuple(settings.get("topics", ())) or (spec.kafka.topics if spec.kafka else ())
+    pattern = None if topics else settings.get("topic_pattern") or (spec.kafka.topic_pattern if spec.kafka else None)
+    if not topics and not pattern:
+        raise UsageError(f"broker {broker_name} has no default topics: pass --topic")
+    store = open_store(db)
+    ingestor = Ingestor(ctx.host, broker_name, store)
+    options = ListenOptions(
+        bootstrap=bootstrap, topics=topics, topic_pattern=pattern, group_id=group or settings.get("group"),
+        start=start, max_messages=max_messages, idle_exit=idle_exit,  # type: ignore[arg-type]
+        connect_timeout=connect_timeout, client_config=client_config,
+    )
+    with _stop_on_signals() as received, _progress() as progress:
+        stats = run_listen(
+            ingestor, options, should_stop=lambda: bool(received), hook=ctx.host.hook,
+            on_batch=(lambda s: progress(f"listen {broker_name}", s.consumed, max_messages)) if progress else None,
+        )
+    store.close()
+    report = {"broker": broker_name, "consumed": stats.consumed, "stored": stats.stored,
+              "duplicates": stats.duplicates, "dead_letters": stats.dead_letters,
+              "seconds": round(stats.elapsed, 3)}
+    if ingestor.unknown_labels:
+        report["unknown_labels"] = {f"{s}:{label}": n for (s, label), n in ingestor.unknown_labels.items()}
+    click.echo(json.dumps(report))
+
+
+# -- decode -------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--broker", "broker_name", help="Decode as this broker's messages and print normalized records.")
+@click.argument("files", nargs=-1, required=True)
+@pass_ctx
+def decode(ctx: _Context, broker_name: str | None, files: tuple[str, ...]) -> None:
+    """Decode payload files (alerts or broker messages) to JSON lines on stdout."""
+    from alertmux.formats import iter_files, sniff, to_json
+    from alertmux.specs import Delivery
+
+    failures = 0
+    if broker_name:
+        from alertmux.ingest import Ingestor
+        from alertmux.models import ClassificationRecord
+
+        ingestor = Ingestor(ctx.host, broker_name)
+        for path, payload in iter_files(list(files)):
+            delivery = Delivery(source=path)
+            try:
+                messages = ingestor.decode(payload, delivery)
+            except Exception as exc:  # noqa: BLE001 - reported per file, the others still decode
+                failures += 1
+                stderr.print(f"{path}: [red]not decodable as {broker_name}[/]: {exc}")
+                continue
+            for record in ingestor.records(messages, delivery):
+                click.echo(ClassificationRecord.model_validate(record).model_dump_json())
+        for (scheme, label), count in sorted(ingestor.unknown_labels.items(), key=str):
+            stderr.print(f"unknown label {label!r} in scheme {scheme}: {count} time(s), kept verbatim, class_id null")
+    else:
+        for path, payload in iter_files(list(files)):
+            try:
+                decoded = sniff(payload)
+            except AlertmuxError as exc:
+                failures += 1
+                stderr.print(f"{path}: [red]{exc}[/]")
+                continue
+            stderr.print(f"{path}: {decoded.format}, {len(decoded.records)} record(s)")
+            for record in decoded.records:
+                click.echo(to_json(record))
+    if failures:
+        raise AlertmuxError(f"{failures} of {len(files)} file(s) could not be decoded")
+
+
+# -- dead letters -------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--broker", "broker_name", help="Only this broker's dead letters.")
+@click.option("--all", "include_resolved", is_flag=True, help="Include replayed ones.")
+@click.option("--replay", is_flag=True, help="Decode them again with the installed plugins and store what passes.")
+@pass_ctx
+def deadletters(ctx: _Context, db: Path, broker_name: str | None, include_resolved: bool, replay: bool) -> None:
+    """List dead letters (JSON lines), or replay them after a fix."""
+    from alertmux.ingest import Ingestor
+    from alertmux.specs import Delivery
+    from alertmux.store import open_store
+
+    store = open_store(db)
+    letters = store.dead_letters(broker_name, include_resolved=include_resolved)
+    if not replay:
+        for d in letters:
+            click.echo(json.dumps({"id": d.id, "broker": d.broker, "source": d.source, "partition": d.partition,
+                                   "offset": d.offset, "bytes": len(d.payload), "error": d.error,
+                                   "received_ms": d.received_ms, "run_id": d.run_id}))
+        return
+    ingestors: dict[str, Ingestor] = {}
+    fixed = still = 0
+    for d in letters:
+        ingestor = ingestors.get(d.broker) or ingestors.setdefault(d.broker, Ingestor(ctx.host, d.broker, store,
+                                                                                       d.run_id))
+        delivery = Delivery(d.source, d.partition, d.offset, None, d.key)
+        try:
+            rows = ingestor.rows(ingestor.decode(d.payload, delivery), delivery)
+        except Exception as exc:  # noqa: BLE001
+            still += 1
+            store.resolve_dead_letter(d.id or 0, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            continue
+        store.write_batch(rows)
+        store.resolve_dead_letter(d.id or 0)
+        fixed += 1
+    click.echo(json.dumps({"replayed": fixed, "still_failing": still}))
+
+
+# -- config -------------------------------------------------------------------------------------------------------
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@pass_ctx
+def config_show(ctx: _Context) -> None:
+    """Print the merged configuration (file + environment) with secrets redacted."""
+    cfg = ctx.config
+    click.echo(json.dumps({"file": str(cfg.path) if cfg.path else None, "config": cfg.redacted()}, indent=2))
+
+
+def main(argv: list[str] | None = None, host: PluginHost | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and an exit code."""
+    host = host or PluginHost()
+    host.hook.alertmux_register_commands(cli=cli)
+    try:
+        cli.main(args=argv, prog_name="alertmux", standalone_mode=False, obj=_Context(host))
+    except click.exceptions.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AlertmuxError as exc:
+        stderr.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,124 @@
+"""Configuration: ``alertmux.toml`` (or ``--config FILE``), environment overrides and secrets from the environment.
+
+Layout::
+
+    [kafka]                      # librdkafka settings for every connection (passed through verbatim)
+    "security.protocol" = "SASL_SSL"
+
+    [brokers.alerce]             # one table per broker plugin; keys are the plugin's own options
+    bootstrap = "kafka.alerce.science:9093"
+    topics = ["lc_classifier_balto_20231201"]
+    [brokers.alerce.kafka]       # librdkafka overrides for this broker only
+    "sasl.username" = "desc"
+    "sasl.password" = "${ALERCE_KAFKA_PASSWORD}"   # secrets: name an environment variable, never inline them
+
+    [facilities.lco]
+    token = "${LCO_TOKEN}"
+
+Any value may be overridden from the environment as ``ALERTMUX__<TABLE>__<NAME>__<KEY>`` (double underscores
+separate levels; e.g. ``ALERTMUX__BROKERS__ALERCE__BOOTSTRAP``). Secret values are shown as ``***``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alertmux.errors import ConfigError
+
+DEFAULT_FILE = Path("alertmux.toml")
+ENV_PREFIX = "ALERTMUX__"
+_SECRET = re.compile(r"pass(word)?|secret|token|credential|api[_-]?key", re.IGNORECASE)
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def is_secret(key: str) -> bool:
+    """Whether a configuration key names a secret (password, token, API key...)."""
+    return bool(_SECRET.search(key))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The merged configuration."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def kafka(self, broker: str | None = None) -> dict[str, Any]:
+        """librdkafka settings: the ``[kafka]`` table, then the broker's own ``kafka`` table over it."""
+        merged = dict(self.data.get("kafka", {}))
+        if broker:
+            merged.update(self.broker(broker).get("kafka", {}))
+        return {k: _resolve(v, f"kafka.{k}") for k, v in merged.items()}
+
+    def broker(self, name: str) -> dict[str, Any]:
+        """The ``[brokers.NAME]`` table (empty when absent), secrets resolved."""
+        return _resolve_all(self.data.get("brokers", {}).get(name, {}), f"brokers.{name}")
+
+    def facility(self, name: str) -> dict[str, Any]:
+        """The ``[facilities.NAME]`` table (empty when absent), secrets resolved."""
+        return _resolve_all(self.data.get("facilities", {}).get(name, {}), f"facilities.{name}")
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as written, secrets replaced: safe to print or log."""
+        return _redact(self.data)
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration file (``alertmux.toml`` when it exists, or ``path``) and the environment overrides."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = path or (DEFAULT_FILE if DEFAULT_FILE.exists() else None)
+    if source is not None:
+        try:
+            data = tomllib.loads(Path(source).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source} does not exist") from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+            node = data
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"environment override {key} conflicts with a value in the config file")
+            node[parts[-1]] = value
+    return Config(data, Path(source) if source else None)
+
+
+def _resolve(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            # Name the variable, never the value.
+            raise ConfigError(f"{where} refers to environment variable {name}, which is not set")
+        return os.environ[name]
+
+    return _REFERENCE.sub(substitute, value)
+
+
+def _resolve_all(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    return {
+        k: _resolve_all(v, f"{where}.{k}") if isinstance(v, Mapping) else _resolve(v, f"{where}.{k}")
+        for k, v in table.items()
+    }
+
+
+def _redact(node: Any, key: str = "") -> Any:
+    if isinstance(node, Mapping):
+        return {k: _redact(v, k) for k, v in node.items()}
+    if key and is_secret(key):
+        if isinstance(node, str) and _REFERENCE.fullmatch(node):
+            return node  # a reference to an environment variable is not the secret itself
+        return "***"
+    return node

@@ -1,0 +1,293 @@
+"""The local harness: stream alerts out, run broker emulators, collect their classifications back.
+
+``alertmux demo`` is :func:`run_demo`; ``alertmux stream`` is :func:`stream_alerts`. Both use the same Kafka
+loop (:func:`alertmux.kafka.listen`) and the same store as a production ``alertmux listen``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from alertmux.embedded import EmbeddedKafka, local_client_config
+from alertmux.errors import UsageError
+from alertmux.host import PluginHost
+from alertmux.ingest import Ingestor
+from alertmux.kafka import ListenOptions, ListenStats, check_reachable, listen, make_producer
+from alertmux.serde import load_schema, schemaless_encode
+from alertmux.specs import EmulatorContext, SourceObject
+from alertmux.store import Store, TruthRow, now_ms, open_store
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int | None], None]
+"""progress(stage, done, total): the CLI draws it; library callers may pass None."""
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """What a stream did."""
+
+    alerts: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class DemoOptions:
+    """Options of ``alertmux demo``."""
+
+    db: Path = Path("alertmux.db")
+    objects: int = 200
+    seed: int = 0
+    bootstrap: str | None = None
+    brokers: tuple[str, ...] = ("elasticc",)
+    class_mix: str = "uniform"
+    source: str = "simulated"
+    emulator_options: Mapping[str, Any] = field(default_factory=dict)
+    client_config: Mapping[str, Any] = field(default_factory=dict)
+    drain_timeout: float = 60.0
+    """Seconds to wait for classifications after the last alert went out, if they stop arriving."""
+
+
+def ensure_topics(bootstrap: str, topics: Sequence[str], client_config: Mapping[str, Any], partitions: int = 1) -> None:
+    """Create topics that do not exist yet (consumers then subscribe without waiting for auto-creation)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **client_config})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    for topic, future in admin.create_topics(wanted).items() if wanted else ():
+        try:
+            future.result(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - a topic created meanwhile by someone else is fine
+            if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+            log.debug("topic %s already exists", topic)
+
+
+def record_source(store: Store, run_id: str, objects: Iterable[SourceObject]) -> list[dict[str, Any]]:
+    """Record the truth and photometry of a source's objects; return their alerts in time order."""
+    alerts: list[dict[str, Any]] = []
+    batch: list[SourceObject] = []
+
+    def flush() -> None:
+        truths = [TruthRow(t.dia_object_id, t.class_id, t.gentype, t.peak_mjd, t.redshift)
+                  for t in (o.truth for o in batch) if t is not None]
+        store.record_objects(run_id, truths, [a for o in batch for a in o.alerts])
+        batch.clear()
+
+    for obj in objects:
+        batch.append(obj)
+        alerts.extend(obj.alerts)
+        if len(batch) >= 500:
+            flush()
+    flush()
+    # The survey sends alerts as it observes: in time order across objects.
+    alerts.sort(key=lambda a: a["diaSource"]["midPointTai"])
+    return alerts
+
+
+def stream_alerts(
+    store: Store,
+    run_id: str,
+    alerts: Sequence[dict[str, Any]],
+    *,
+    bootstrap: str,
+    topic: str,
+    rate: float | None = None,
+    client_config: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    hook: Any = None,
+) -> StreamStats:
+    """Send alerts as schemaless ``elasticc.v0_9_1`` Avro, keyed by diaObjectId, recording when each was acked.
+
+    The sent time is the moment Kafka acknowledged that alert (its delivery report), per alert and topic; DESC
+    stamped whole flushes of up to 1000 alerts, which biases turnaround by up to a flush. Alerts already
+    acknowledged on this topic in this run are skipped, so a restarted stream resumes.
+    """
+    schema = load_schema("elasticc.v0_9_1.alert")
+    already = store.sent_alert_ids(run_id, topic)
+    producer = make_producer(bootstrap, client_config)
+    stats = StreamStats(alerts=len(alerts))
+    acked: list[tuple[int, int]] = []
+
+    def on_delivery(alert_id: int, err: Any, _msg: Any) -> None:
+        if err is not None:
+            stats.failed += 1
+            log.warning("alert %s not delivered to %s: %s", alert_id, topic, err)
+        else:
+            acked.append((alert_id, now_ms()))
+
+    def drain(force: bool = False) -> None:
+        if force:
+            producer.flush()
+        else:
+            producer.poll(0)
+        if acked and (force or len(acked) >= 1000):
+            done = acked[:]
+            acked.clear()
+            by_time: dict[int, list[int]] = {}
+            for alert_id, ms in done:
+                by_time.setdefault(ms, []).append(alert_id)
+            for ms, ids in by_time.items():
+                store.record_sent(run_id, topic, ids, ms)
+            stats.sent += len(done)
+            if hook is not None:
+                hook.alertmux_alerts_sent(store=store, run_id=run_id, topic=topic, alert_ids=[a for a, _ in done])
+
+    started = time.monotonic()
+    for i, alert in enumerate(alerts):
+        if alert["alertId"] in already:
+            stats.skipped += 1
+            continue
+        if rate:
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        payload = schemaless_encode(alert, schema)
+        # Keyed by object so that, on a partitioned topic, an object's alerts stay in order.
+        key = str(alert["diaSource"]["diaObjectId"]).encode()
+        while True:
+            try:
+                producer.produce(topic, payload, key=key, on_delivery=partial(on_delivery, alert["alertId"]))
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                producer.poll(0.1)
+        drain()
+        if progress and i % 200 == 0:
+            progress("stream", i, len(alerts))
+    drain(force=True)
+    stats.seconds = time.monotonic() - started
+    if progress:
+        progress("stream", len(alerts), len(alerts))
+    return stats
+
+
+def _iter_progress(items: Iterable[SourceObject], total: int, progress: Progress | None) -> Iterator[SourceObject]:
+    for i, item in enumerate(items, 1):
+        if progress and i % 20 == 0:
+            progress("simulate", i, total)
+        yield item
+    if progress:
+        progress("simulate", total, total)
+
+
+def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the whole local harness once and return the run's summary (see :meth:`Store.summary`)."""
+    emulated = {}
+    for name in options.brokers:
+        spec = host.broker(name)
+        if spec.emulator is None:
+            raise UsageError(f"broker {name!r} has no emulator, so the demo cannot run it offline")
+        emulated[name] = spec
+    source = host.alert_source(options.source)
+    with ExitStack() as stack:
+        if options.bootstrap:
+            bootstrap = options.bootstrap
+            client_config = dict(options.client_config)
+            check_reachable(bootstrap, client_config, timeout=10)
+        else:
+            kafka = stack.enter_context(EmbeddedKafka())
+            bootstrap = kafka.bootstrap
+            client_config = local_client_config() | dict(options.client_config)
+        store = open_store(options.db)
+        stack.callback(store.close)
+        run_id = store.start_run("demo", {
+            "objects": options.objects, "seed": options.seed, "brokers": list(options.brokers),
+            "class_mix": options.class_mix, "bootstrap": bootstrap if options.bootstrap else "embedded",
+        })
+        alert_topic = f"alertmux-{run_id}-alerts"
+        objects = source.open(objects=options.objects, seed=options.seed, class_mix=options.class_mix)
+        alerts = record_source(store, run_id, _iter_progress(objects, options.objects, progress))
+        topics = [alert_topic] + [t for spec in emulated.values() for t in spec.emulator.output_topics(run_id)]
+        ensure_topics(bootstrap, topics, client_config)
+
+        streaming_done = threading.Event()
+        sent_count: list[int | None] = [None]
+        workers: list[threading.Thread] = []
+        listen_stats: dict[str, ListenStats] = {}
+        expected: dict[str, int] = {}
+        errors: list[BaseException] = []
+
+        def guarded(target: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    target()
+                except BaseException as exc:  # noqa: BLE001 - surfaced by the main thread below
+                    errors.append(exc)
+                    log.exception("harness worker failed")
+            return run
+
+        for name, spec in emulated.items():
+            assert spec.emulator is not None
+            ctx = EmulatorContext(
+                bootstrap=bootstrap, alert_topics=(alert_topic,), store=open_store(options.db), run_id=run_id,
+                client_config=client_config, stop=streaming_done.is_set,
+                expected_alerts=lambda: sent_count[0], options={"seed": options.seed, **options.emulator_options},
+            )
+            workers.append(threading.Thread(target=guarded(lambda s=spec, c=ctx: s.emulator.run(c)),
+                                            name=f"emulator-{name}", daemon=True))
+            ingestor = Ingestor(host, name, open_store(options.db), run_id)
+            listen_stats[name] = ListenStats()
+            listen_options = ListenOptions(
+                bootstrap=bootstrap, topics=spec.emulator.output_topics(run_id), group_id=f"alertmux-demo-{run_id}",
+                start="earliest", client_config=client_config,
+            )
+            workers.append(threading.Thread(
+                target=guarded(lambda i=ingestor, o=listen_options, n=name: listen_stats.__setitem__(
+                    n, listen(i, o, should_stop=_until_answered(n, listen_stats, expected, streaming_done,
+                                                               options.drain_timeout, errors),
+                              on_batch=lambda s, n=n: _track(n, s, listen_stats, expected, progress),
+                              hook=host.hook))),
+                name=f"listen-{name}", daemon=True))
+        for worker in workers:
+            worker.start()
+
+        stats = stream_alerts(store, run_id, alerts, bootstrap=bootstrap, topic=alert_topic,
+                              client_config=client_config, progress=progress, hook=host.hook)
+        for name, spec in emulated.items():
+            assert spec.emulator is not None
+            expected[name] = stats.sent * spec.emulator.answers_per_alert
+        sent_count[0] = stats.sent
+        streaming_done.set()
+        for worker in workers:
+            worker.join()
+        if errors:
+            raise errors[0]
+        summary = store.summary(run_id)
+        summary["run_id"] = run_id
+        summary["db"] = str(options.db)
+        summary["stream_seconds"] = round(stats.seconds, 2)
+        store.finish_run(run_id, summary)
+        return summary
+
+
+def _track(name: str, stats: ListenStats, table: dict[str, ListenStats], expected: dict[str, int],
+           progress: Progress | None) -> None:
+    table[name] = stats
+    if progress:
+        progress(f"classify {name}", stats.consumed, expected.get(name))
+
+
+def _until_answered(name: str, table: dict[str, ListenStats], expected: dict[str, int], streaming_done: threading.Event,
+                    drain_timeout: float, errors: list[BaseException]) -> Callable[[], bool]:
+    def should_stop() -> bool:
+        if errors:
+            return True
+        if not streaming_done.is_set() or name not in expected:
+            return False
+        stats = table[name]
+        if stats.consumed >= expected[name]:
+            return True
+        last = stats.last_message or stats.started
+        return time.monotonic() - last > drain_timeout
+    return should_stop

@@ -1,0 +1,227 @@
+"""The Kafka loop: consume a broker's topics into the store, at least once, dead-lettering what will not decode.
+
+Offsets are stored only after the batch they belong to is committed to the database
+(``enable.auto.offset.store=false`` + :meth:`Consumer.store_offsets`), so a crash redelivers rather than loses;
+the store's unique keys make a redelivery add nothing. See docs/adr/0002-at-least-once.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from alertmux.errors import KafkaUnavailable
+from alertmux.ingest import Ingestor
+from alertmux.specs import Delivery
+
+log = logging.getLogger(__name__)
+
+StartFrom = Literal["earliest", "latest", "committed"]
+SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "basic.auth.user.info")
+
+
+@dataclass(slots=True)
+class ListenOptions:
+    """How ``alertmux listen`` consumes (every option has the CLI's meaning)."""
+
+    bootstrap: str
+    topics: tuple[str, ...] = ()
+    topic_pattern: str | None = None
+    group_id: str | None = None
+    start: StartFrom = "committed"
+    max_messages: int | None = None
+    idle_exit: float | None = None
+    batch_size: int = 2000
+    poll_timeout: float = 0.05
+    connect_timeout: float = 10.0
+    client_config: Mapping[str, Any] = field(default_factory=dict)
+    """Passed through to librdkafka (SASL, SSL...): ``security.protocol``, ``sasl.username``..."""
+
+
+@dataclass(slots=True)
+class ListenStats:
+    """What a listen did."""
+
+    consumed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_message: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the listen started."""
+        return time.monotonic() - self.started
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a librdkafka config fit for logs: secrets replaced by ``***``."""
+    return {k: ("***" if k in SECRET_KEYS or "password" in k or "secret" in k else v) for k, v in config.items()}
+
+
+def check_reachable(bootstrap: str, client_config: Mapping[str, Any], timeout: float) -> None:
+    """Fail with one clear line when no Kafka broker answers within ``timeout`` seconds."""
+    probe = Consumer({**client_config, "bootstrap.servers": bootstrap, "group.id": "alertmux-probe"} | _quiet())
+    try:
+        probe.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(
+            f"no Kafka broker answered at {bootstrap} within {timeout:g} s ({_kafka_reason(exc)}); "
+            "check --bootstrap and the security settings, or omit --bootstrap to use the embedded broker"
+        ) from None
+    finally:
+        probe.close()
+
+
+CONSUMER_ONLY = ("session.timeout.ms", "fetch.wait.max.ms", "group.id", "auto.offset.reset", "enable.auto.commit")
+
+
+def make_producer(bootstrap: str, client_config: Mapping[str, Any] | None = None, **overrides: Any) -> Producer:
+    """A producer with DESC's streamer's batching (batch.size 128 KiB) and a 20 ms linger, unless overridden."""
+    config = {"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 131072} | _quiet()
+    config.update({k: v for k, v in (client_config or {}).items() if k not in CONSUMER_ONLY})
+    config.update(overrides)
+    return Producer(config)
+
+
+def listen(
+    ingestor: Ingestor,
+    options: ListenOptions,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_batch: Callable[[ListenStats], None] | None = None,
+    hook: Any = None,
+) -> ListenStats:
+    """Consume until stopped, idle or ``max_messages`` are consumed; returns the counts.
+
+    Args:
+        ingestor: decodes, normalizes and stores one broker's payloads.
+        options: what to consume and when to stop.
+        should_stop: polled between batches (the CLI sets it from SIGINT/SIGTERM).
+        on_batch: called after each stored batch (progress display).
+        hook: the plugin host's hook relay, for ``alertmux_classifications_stored``.
+    """
+    assert ingestor.store is not None
+    check_reachable(options.bootstrap, options.client_config, options.connect_timeout)
+    consumer = Consumer(_consumer_config(ingestor.broker, options))
+    subscription = list(options.topics) or [_anchored(options.topic_pattern or "")]
+    if subscription == ["^"]:
+        raise ValueError(f"broker {ingestor.broker}: no topics or topic pattern to listen to")
+    reset_done: set[tuple[str, int]] = set()
+
+    def on_assign(c: Consumer, partitions: list[KafkaPartition]) -> None:
+        # --from earliest/latest applies once per partition; a later rebalance must not rewind the stream.
+        if options.start != "committed":
+            target = OFFSET_BEGINNING if options.start == "earliest" else OFFSET_END
+            for p in partitions:
+                if (p.topic, p.partition) not in reset_done:
+                    p.offset = target
+                    reset_done.add((p.topic, p.partition))
+        c.assign(partitions)
+
+    consumer.subscribe(subscription, on_assign=on_assign)
+    log.info("listening to %s for broker %s on %s", subscription, ingestor.broker, options.bootstrap)
+    stats = ListenStats()
+    try:
+        while not should_stop():
+            budget = options.batch_size
+            if options.max_messages is not None:
+                budget = min(budget, options.max_messages - stats.consumed)
+                if budget <= 0:
+                    break
+            batch = consumer.consume(budget, timeout=options.poll_timeout)
+            if batch:
+                _handle_batch(consumer, ingestor, batch, stats, hook)
+                if on_batch:
+                    on_batch(stats)
+            elif options.idle_exit is not None:
+                idle_since = stats.last_message or stats.started
+                if time.monotonic() - idle_since >= options.idle_exit:
+                    break
+    finally:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("final offset commit failed (the next start will redeliver): %s", _kafka_reason(exc))
+        consumer.close()
+    return stats
+
+
+def _handle_batch(consumer: Consumer, ingestor: Ingestor, batch: list[Message], stats: ListenStats, hook: Any) -> None:
+    rows: list[tuple[Any, ...]] = []
+    dead = []
+    offsets: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("kafka: %s", error.str())
+            continue
+        stats.consumed += 1
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        offsets[(topic, partition)] = offset + 1
+        kind, stamp = msg.timestamp()
+        delivery = Delivery(topic, partition, offset, stamp if kind else None, msg.key())
+        payload = msg.value() or b""
+        try:
+            messages = ingestor.decode(payload, delivery)
+            rows.extend(ingestor.rows(messages, delivery))
+        except Exception as exc:  # noqa: BLE001 - anything a payload can provoke ends in the dead-letter table
+            dead.append(ingestor.dead_letter(payload, delivery, exc))
+    assert ingestor.store is not None
+    stored = ingestor.store.write_batch(rows, dead)
+    stats.stored += stored
+    stats.duplicates += len(rows) - stored
+    stats.dead_letters += len(dead)
+    stats.batches += 1
+    stats.last_message = time.monotonic()
+    if hook is not None and stored:
+        try:
+            hook.alertmux_classifications_stored(
+                store=ingestor.store, run_id=ingestor.run_id, broker=ingestor.broker, count=stored
+            )
+        except Exception:  # noqa: BLE001 - a plugin's event handler must not stop ingestion
+            log.exception("alertmux_classifications_stored hook failed")
+    if offsets:
+        consumer.store_offsets(offsets=[KafkaPartition(t, p, o) for (t, p), o in offsets.items()])
+
+
+def _consumer_config(broker: str, options: ListenOptions) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": options.bootstrap,
+        "group.id": options.group_id or f"alertmux-{broker}",
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "latest" if options.start == "latest" else "earliest",
+        # Brokers create topics as days pass: re-read metadata often enough to see a new one within seconds.
+        "topic.metadata.refresh.interval.ms": 5000,
+        # librdkafka reconnects by itself after a lost connection; these bound its backoff.
+        "reconnect.backoff.ms": 200,
+        "reconnect.backoff.max.ms": 5000,
+    } | _quiet()
+    config.update(options.client_config)
+    return config
+
+
+def _anchored(pattern: str) -> str:
+    # librdkafka treats a subscription as a regex only when it starts with "^".
+    return pattern if pattern.startswith("^") else "^" + pattern
+
+
+def _quiet() -> dict[str, Any]:
+    # librdkafka logs connection refusals to stderr on its own; route them through logging instead.
+    return {"logger": logging.getLogger("alertmux.librdkafka")}
+
+
+def _kafka_reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)

@@ -1,0 +1,491 @@
+"""Storage: the :class:`Store` interface and its embedded SQLite implementation.
+
+Classification messages are stored one row per message with the class ids, probabilities and native labels
+packed as JSON arrays, as the DESC TOM did for ELAsTiCC2 (one row per class is three times slower to write); the
+``classifications`` view explodes them one row per class for people and for SQL that wants it. See
+docs/adr/0003-one-row-per-message.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlite_utils
+
+from alertmux.errors import UsageError
+
+MESSAGE_COLUMNS = (
+    "classifier_id",
+    "run_id",
+    "alert_id",
+    "dia_source_id",
+    "dia_object_id",
+    "native_scheme",
+    "class_ids",
+    "probabilities",
+    "native_labels",
+    "kinds",
+    "top_class_id",
+    "top_probability",
+    "alert_published_ms",
+    "broker_ingest_ms",
+    "broker_publish_ms",
+    "ingested_ms",
+    "topic",
+    "partition",
+    "offset",
+    "content_hash",
+)
+"""Column order of the tuples :meth:`Store.write_batch` takes (built on the hot path by alertmux.ingest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload that could not be decoded or normalized, kept whole with the reason."""
+
+    broker: str
+    source: str
+    payload: bytes
+    error: str
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+    run_id: str | None = None
+    received_ms: int = 0
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TruthRow:
+    """The truth of one simulated object."""
+
+    dia_object_id: int
+    class_id: int
+    gentype: int | None
+    peak_mjd: float | None
+    redshift: float | None
+
+
+class Store(Protocol):
+    """What the harness, the ingest loop and the scoring need from a database.
+
+    The SQLite store below is the embedded default; a PostgreSQL store implements the same methods with its own
+    SQL. Every write is idempotent: writing the same thing twice leaves one row.
+    """
+
+    def start_run(self, kind: str, options: dict[str, Any]) -> str:
+        """Create a run (a demo, a stream, a listen) and return its id."""
+        ...
+
+    def finish_run(self, run_id: str, summary: dict[str, Any] | None = None) -> None:
+        """Mark a run finished, keeping its summary."""
+        ...
+
+    def classifier_id(self, broker: str, identity: Sequence[str]) -> int:
+        """Id of a classifier (broker plugin + DESC's four-part identity), created on first sight."""
+        ...
+
+    def write_batch(self, rows: Sequence[tuple[Any, ...]], dead: Sequence[DeadLetter] = ()) -> int:
+        """Store message rows (in :data:`MESSAGE_COLUMNS` order) and dead letters in one transaction.
+
+        Returns:
+            How many message rows were new (redeliveries add nothing).
+        """
+        ...
+
+    def record_objects(self, run_id: str, truths: Iterable[TruthRow], alerts: Iterable[dict[str, Any]]) -> None:
+        """Record simulated truth and the photometry of the alerts a run will send."""
+        ...
+
+    def record_sent(self, run_id: str, topic: str, alert_ids: Sequence[int], sent_ms: int) -> None:
+        """Record when alerts were acknowledged by Kafka on a topic."""
+        ...
+
+    def sent_alert_ids(self, run_id: str, topic: str) -> set[int]:
+        """Alerts of a run already acknowledged on a topic (a restarted stream skips them)."""
+        ...
+
+    def truth_class(self, dia_object_id: int) -> int | None:
+        """The true class of a simulated object, or None when unknown."""
+        ...
+
+    def detection_count(self, dia_source_id: int) -> int | None:
+        """How many detections the object had up to and including this source (1 for its first alert)."""
+        ...
+
+    def dead_letters(self, broker: str | None = None, include_resolved: bool = False) -> list[DeadLetter]:
+        """Dead letters, oldest first."""
+        ...
+
+    def resolve_dead_letter(self, dead_letter_id: int, error: str | None = None) -> None:
+        """Mark a dead letter replayed (``error`` None) or record why the replay failed again."""
+        ...
+
+    def summary(self, run_id: str | None = None) -> dict[str, Any]:
+        """Counts, turnaround percentiles and top-1 accuracy per broker, computed in the database."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+def open_store(url: str | Path) -> Store:
+    """Open a store from a path or URL (``sqlite:///path`` or a plain path)."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        raise UsageError("the PostgreSQL store is not available in this version; use a SQLite path")
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///") :]
+    return SqliteStore(Path(text))
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {"run_id": str, "kind": str, "started_ms": int, "finished_ms": int, "options": str, "summary": str},
+        pk="run_id",
+    )
+    db["truth"].create(
+        {"dia_object_id": int, "run_id": str, "class_id": int, "gentype": int, "peak_mjd": float, "redshift": float},
+        pk="dia_object_id",
+    )
+    db["photometry"].create(
+        {
+            "forced_source_id": int,
+            "dia_object_id": int,
+            "mjd": float,
+            "band": str,
+            "flux": float,
+            "flux_err": float,
+            "detection": int,
+        },
+        pk="forced_source_id",
+    )
+    db["photometry"].create_index(["dia_object_id", "mjd"])
+    db["alerts"].create(
+        {"alert_id": int, "run_id": str, "dia_source_id": int, "dia_object_id": int, "mjd": float, "n_detections": int},
+        pk="alert_id",
+    )
+    db["alerts"].create_index(["dia_object_id", "mjd"])
+    db["alerts_sent"].create(
+        {"alert_id": int, "topic": str, "run_id": str, "sent_ms": int}, pk=("alert_id", "topic")
+    )
+    db["alerts_sent"].create_index(["run_id", "topic"])
+    db["classifiers"].create(
+        {
+            "classifier_id": int,
+            "broker": str,
+            "broker_name": str,
+            "broker_version": str,
+            "classifier_name": str,
+            "classifier_params": str,
+        },
+        pk="classifier_id",
+    )
+    db["classifiers"].create_index(
+        ["broker", "broker_name", "broker_version", "classifier_name", "classifier_params"], unique=True
+    )
+    types = {"topic": str, "native_scheme": str, "class_ids": str, "probabilities": str, "native_labels": str}
+    types |= {"kinds": str, "content_hash": str, "run_id": str, "top_probability": float}
+    db["messages"].create(
+        {"message_id": int} | {c: types.get(c, int) for c in MESSAGE_COLUMNS}, pk="message_id"
+    )
+    # Idempotency: a classifier says one thing per alert; REST data without an alert id is keyed by content.
+    db.execute(
+        "CREATE UNIQUE INDEX messages_by_alert ON messages (classifier_id, alert_id) WHERE alert_id IS NOT NULL"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX messages_by_content ON messages (classifier_id, dia_object_id, content_hash)"
+        " WHERE alert_id IS NULL"
+    )
+    db["dead_letters"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "broker": str,
+            "source": str,
+            "partition": int,
+            "offset": int,
+            "key": bytes,
+            "payload": bytes,
+            "error": str,
+            "received_ms": int,
+            "resolved_ms": int,
+        },
+        pk="id",
+    )
+    db.execute(
+        """CREATE VIEW classifications AS
+        SELECT m.message_id, c.broker, c.broker_name, c.broker_version, c.classifier_name, c.classifier_params,
+               m.alert_id, m.dia_source_id, m.dia_object_id,
+               ids.value AS class_id, CAST(p.value AS REAL) AS probability,
+               COALESCE(json_extract(m.kinds, '$[' || ids.key || ']'), 'probability') AS kind,
+               CAST(json_extract(m.native_labels, '$[' || ids.key || ']') AS TEXT) AS native_class,
+               m.native_scheme, m.alert_published_ms, m.broker_ingest_ms, m.broker_publish_ms, m.ingested_ms
+        FROM messages m JOIN classifiers c USING (classifier_id)
+        JOIN json_each(m.class_ids) ids
+        JOIN json_each(m.probabilities) p ON p.key = ids.key"""
+    )
+
+
+MIGRATIONS = (("0001_initial", _create_v1),)
+"""Ordered, append-only: a migration, once released, is never edited."""
+
+
+class SqliteStore:
+    """The embedded default store: one SQLite file, WAL mode, one connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        """Open (and migrate) the database at ``path``."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Made in one thread, used by one other (a harness worker), never by two at once.
+            self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageError(f"cannot open database {path}: {exc}") from None
+        self.path = path
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode loses at most the last commits on power loss, never consistency; the Kafka offsets
+        # are stored only after our commit, so a lost commit is redelivered, not lost.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.db = sqlite_utils.Database(self.conn)
+        self._classifiers: dict[tuple[str, ...], int] = {}
+        self._migrate()
+        self._insert_sql = (
+            f"INSERT OR IGNORE INTO messages ({', '.join(f'[{c}]' for c in MESSAGE_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in MESSAGE_COLUMNS)})"
+        )
+
+    def _migrate(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
+        with self._transaction():
+            done = {row[0] for row in self.conn.execute("SELECT name FROM _migrations")}
+            for name, apply in MIGRATIONS:
+                if name not in done:
+                    apply(self.db)
+                    self.conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, now_ms()))
+
+    def _transaction(self) -> Any:
+        return _Transaction(self.conn)
+
+    # -- runs ---------------------------------------------------------------------------------------------------
+    def start_run(self, kind: str, options: dict[str, Any]) -> str:  # noqa: D102
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.conn.execute(
+            "INSERT INTO runs (run_id, kind, started_ms, options) VALUES (?, ?, ?, ?)",
+            (run_id, kind, now_ms(), json.dumps(options, default=str)),
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, summary: dict[str, Any] | None = None) -> None:  # noqa: D102
+        self.conn.execute(
+            "UPDATE runs SET finished_ms = ?, summary = ? WHERE run_id = ?",
+            (now_ms(), json.dumps(summary, default=str) if summary else None, run_id),
+        )
+
+    # -- ingest -------------------------------------------------------------------------------------------------
+    def classifier_id(self, broker: str, identity: Sequence[str]) -> int:  # noqa: D102
+        key = (broker, *identity)
+        cached = self._classifiers.get(key)
+        if cached is not None:
+            return cached
+        self.conn.execute(
+            "INSERT OR IGNORE INTO classifiers (broker, broker_name, broker_version, classifier_name,"
+            " classifier_params) VALUES (?, ?, ?, ?, ?)",
+            key,
+        )
+        (found,) = self.conn.execute(
+            "SELECT classifier_id FROM classifiers WHERE broker = ? AND broker_name = ? AND broker_version = ?"
+            " AND classifier_name = ? AND classifier_params = ?",
+            key,
+        ).fetchone()
+        self._classifiers[key] = found
+        return found
+
+    def write_batch(self, rows: Sequence[tuple[Any, ...]], dead: Sequence[DeadLetter] = ()) -> int:  # noqa: D102
+        with self._transaction():
+            before = self.conn.total_changes
+            if rows:
+                self.conn.executemany(self._insert_sql, rows)
+            stored = self.conn.total_changes - before
+            if dead:
+                self.conn.executemany(
+                    "INSERT INTO dead_letters (run_id, broker, source, partition, offset, key, payload, error,"
+                    " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (d.run_id, d.broker, d.source, d.partition, d.offset, d.key, d.payload, d.error,
+                         d.received_ms or now_ms())
+                        for d in dead
+                    ],
+                )
+        return stored
+
+    # -- harness ------------------------------------------------------------------------------------------------
+    def record_objects(  # noqa: D102
+        self, run_id: str, truths: Iterable[TruthRow], alerts: Iterable[dict[str, Any]]
+    ) -> None:
+        with self._transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO truth VALUES (?, ?, ?, ?, ?, ?)",
+                [(t.dia_object_id, run_id, t.class_id, t.gentype, t.peak_mjd, t.redshift) for t in truths],
+            )
+            alert_rows, phot_rows = [], []
+            for alert in alerts:
+                src = alert["diaSource"]
+                detections = 1 + len(alert.get("prvDiaSources") or ())
+                alert_rows.append(
+                    (alert["alertId"], run_id, src["diaSourceId"], src["diaObjectId"], src["midPointTai"], detections)
+                )
+                phot_rows.append(
+                    (src["diaSourceId"], src["diaObjectId"], src["midPointTai"], src["filterName"], src["psFlux"],
+                     src["psFluxErr"], 1)
+                )
+                for fs in alert.get("prvDiaForcedSources") or ():
+                    phot_rows.append(
+                        (fs["diaForcedSourceId"], fs["diaObjectId"], fs["midPointTai"], fs["filterName"],
+                         fs["psFlux"], fs["psFluxErr"], 0)
+                    )
+            self.conn.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?, ?)", alert_rows)
+            # A forced source that is also a detection keeps detection=1 (MAX): order of alerts does not matter.
+            self.conn.executemany(
+                "INSERT INTO photometry VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (forced_source_id) DO UPDATE SET"
+                " detection = MAX(detection, excluded.detection)",
+                phot_rows,
+            )
+
+    def record_sent(self, run_id: str, topic: str, alert_ids: Sequence[int], sent_ms: int) -> None:  # noqa: D102
+        with self._transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO alerts_sent VALUES (?, ?, ?, ?)",
+                [(alert_id, topic, run_id, sent_ms) for alert_id in alert_ids],
+            )
+
+    def sent_alert_ids(self, run_id: str, topic: str) -> set[int]:  # noqa: D102
+        rows = self.conn.execute("SELECT alert_id FROM alerts_sent WHERE run_id = ? AND topic = ?", (run_id, topic))
+        return {row[0] for row in rows}
+
+    def truth_class(self, dia_object_id: int) -> int | None:  # noqa: D102
+        row = self.conn.execute("SELECT class_id FROM truth WHERE dia_object_id = ?", (dia_object_id,)).fetchone()
+        return row[0] if row else None
+
+    def detection_count(self, dia_source_id: int) -> int | None:  # noqa: D102
+        row = self.conn.execute(
+            "SELECT n_detections FROM alerts WHERE dia_source_id = ?", (dia_source_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- dead letters -------------------------------------------------------------------------------------------
+    def dead_letters(self, broker: str | None = None, include_resolved: bool = False) -> list[DeadLetter]:  # noqa: D102
+        sql = "SELECT id, run_id, broker, source, partition, offset, key, payload, error, received_ms FROM dead_letters"
+        clauses, params = [], []
+        if broker:
+            clauses.append("broker = ?")
+            params.append(broker)
+        if not include_resolved:
+            clauses.append("resolved_ms IS NULL")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return [
+            DeadLetter(
+                id=r[0], run_id=r[1], broker=r[2], source=r[3], partition=r[4], offset=r[5], key=r[6],
+                payload=r[7], error=r[8], received_ms=r[9],
+            )
+            for r in self.conn.execute(sql + " ORDER BY id", params)
+        ]
+
+    def resolve_dead_letter(self, dead_letter_id: int, error: str | None = None) -> None:  # noqa: D102
+        if error is None:
+            self.conn.execute("UPDATE dead_letters SET resolved_ms = ? WHERE id = ?", (now_ms(), dead_letter_id))
+        else:
+            self.conn.execute("UPDATE dead_letters SET error = ? WHERE id = ?", (error, dead_letter_id))
+
+    # -- scoring ------------------------------------------------------------------------------------------------
+    def summary(self, run_id: str | None = None) -> dict[str, Any]:  # noqa: D102
+        run_clause, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
+        one = self.conn.execute
+        sent = one(f"SELECT COUNT(*) FROM alerts_sent {run_clause}", params).fetchone()[0]
+        dead = one(f"SELECT COUNT(*) FROM dead_letters {run_clause}", params).fetchone()[0]
+        brokers: dict[str, dict[str, Any]] = {}
+        for broker, messages, classes in one(
+            f"""SELECT c.broker, COUNT(*), SUM(json_array_length(m.class_ids))
+                FROM messages m JOIN classifiers c USING (classifier_id) {run_clause.replace("run_id", "m.run_id")}
+                GROUP BY c.broker ORDER BY c.broker""",
+            params,
+        ):
+            brokers[broker] = {"messages": messages, "classifications": classes}
+        for broker, count in one(
+            f"SELECT broker, COUNT(*) FROM dead_letters {run_clause} GROUP BY broker", params
+        ):
+            brokers.setdefault(broker, {"messages": 0, "classifications": 0})["dead_letters"] = count
+        for broker, info in brokers.items():
+            info.setdefault("dead_letters", 0)
+            info["turnaround_s"] = self._turnaround(broker, run_id)
+            info["top1_accuracy"], info["objects_scored"] = self._latest_accuracy(broker, run_id)
+        return {"alerts_sent": sent, "dead_letters": dead, "brokers": brokers}
+
+    def _turnaround(self, broker: str, run_id: str | None) -> dict[str, float | None]:
+        # Total turnaround as DESC measured it: harness ingest minus the alert's sent time (first topic it went to).
+        where = "AND m.run_id = ?" if run_id else ""
+        base = f"""SELECT (m.ingested_ms - s.sent_ms) / 1000.0 AS dt FROM messages m
+                   JOIN classifiers c USING (classifier_id)
+                   JOIN (SELECT alert_id, MIN(sent_ms) AS sent_ms FROM alerts_sent GROUP BY alert_id) s
+                     ON s.alert_id = m.alert_id
+                   WHERE c.broker = ? {where}"""
+        params: tuple[Any, ...] = (broker, run_id) if run_id else (broker,)
+        (count,) = self.conn.execute(f"SELECT COUNT(*) FROM ({base})", params).fetchone()
+        result: dict[str, float | None] = {}
+        for label, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
+            if not count:
+                result[label] = None
+                continue
+            row = self.conn.execute(
+                f"SELECT dt FROM ({base}) ORDER BY dt LIMIT 1 OFFSET ?", (*params, min(count - 1, int(q * count)))
+            ).fetchone()
+            result[label] = row[0]
+        return result
+
+    def _latest_accuracy(self, broker: str, run_id: str | None) -> tuple[float | None, int]:
+        # Latest classification per (classifier, object) by the time of the alert it answered, leaf level.
+        where = "AND m.run_id = ?" if run_id else ""
+        params: tuple[Any, ...] = (broker, run_id) if run_id else (broker,)
+        row = self.conn.execute(
+            f"""SELECT AVG(top_class_id = class_id), COUNT(*) FROM (
+                  SELECT m.top_class_id, t.class_id, ROW_NUMBER() OVER (
+                      PARTITION BY m.classifier_id, t.dia_object_id ORDER BY a.mjd DESC, m.alert_id DESC) AS rank
+                  FROM messages m JOIN classifiers c USING (classifier_id)
+                  LEFT JOIN alerts a ON a.alert_id = m.alert_id
+                  -- ELAsTiCC broker messages carry no diaObjectId: the alert that was answered has it.
+                  JOIN truth t ON t.dia_object_id = COALESCE(m.dia_object_id, a.dia_object_id)
+                  WHERE c.broker = ? {where})
+                WHERE rank = 1""",
+            params,
+        ).fetchone()
+        return row[0], row[1]
+
+    def close(self) -> None:  # noqa: D102
+        self.conn.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection runs in autocommit mode)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
