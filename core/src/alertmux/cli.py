@@ -162,7 +162,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    out = Console()
+    out = Console() if sys.stdout.isatty() else Console(width=160)
     out.print(f"run {summary.get('run_id')} -> {summary.get('db')}")
     out.print(f"alerts sent: {summary['alerts_sent']}   dead letters: {summary['dead_letters']}")
     table = Table("broker", "messages", "classifications", "dead letters", "turnaround p50", "p90", "p99",

@@ -7,6 +7,8 @@ loop (:func:`alertmux.kafka.listen`) and the same store as a production ``alertm
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,7 +24,7 @@ from alertmux.embedded import EmbeddedKafka, local_client_config
 from alertmux.errors import UsageError
 from alertmux.host import PluginHost
 from alertmux.ingest import Ingestor
-from alertmux.kafka import ListenOptions, ListenStats, check_reachable, listen, make_producer
+from alertmux.kafka import ListenOptions, ListenStats, check_reachable, listen, make_producer, producer_config
 from alertmux.serde import load_schema, schemaless_encode
 from alertmux.specs import EmulatorContext, SourceObject
 from alertmux.store import Store, TruthRow, now_ms, open_store
@@ -62,7 +64,7 @@ class DemoOptions:
 
 def ensure_topics(bootstrap: str, topics: Sequence[str], client_config: Mapping[str, Any], partitions: int = 1) -> None:
     """Create topics that do not exist yet (consumers then subscribe without waiting for auto-creation)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **client_config})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **producer_config(client_config)})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     for topic, future in admin.create_topics(wanted).items() if wanted else ():
@@ -107,15 +109,19 @@ def stream_alerts(
     client_config: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     hook: Any = None,
+    payloads: Sequence[bytes] | None = None,
 ) -> StreamStats:
     """Send alerts as schemaless ``elasticc.v0_9_1`` Avro, keyed by diaObjectId, recording when each was acked.
 
     The sent time is the moment Kafka acknowledged that alert (its delivery report), per alert and topic; DESC
     stamped whole flushes of up to 1000 alerts, which biases turnaround by up to a flush. Alerts already
-    acknowledged on this topic in this run are skipped, so a restarted stream resumes.
+    acknowledged on this topic in this run are skipped, so a restarted stream resumes. ``payloads``, when
+    given, are the alerts already encoded (see :func:`encode_alerts`).
     """
-    schema = load_schema("elasticc.v0_9_1.alert")
     already = store.sent_alert_ids(run_id, topic)
+    if payloads is None:
+        payloads = encode_alerts(alerts)
+    pending_pairs = [(a, p) for a, p in zip(alerts, payloads) if a["alertId"] not in already]
     producer = make_producer(bootstrap, client_config)
     stats = StreamStats(alerts=len(alerts))
     acked: list[tuple[int, int]] = []
@@ -144,16 +150,13 @@ def stream_alerts(
             if hook is not None:
                 hook.alertmux_alerts_sent(store=store, run_id=run_id, topic=topic, alert_ids=[a for a, _ in done])
 
+    stats.skipped = len(alerts) - len(pending_pairs)
     started = time.monotonic()
-    for i, alert in enumerate(alerts):
-        if alert["alertId"] in already:
-            stats.skipped += 1
-            continue
+    for i, (alert, payload) in enumerate(pending_pairs):
         if rate:
             delay = started + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        payload = schemaless_encode(alert, schema)
         # Keyed by object so that, on a partitioned topic, an object's alerts stay in order.
         key = str(alert["diaSource"]["diaObjectId"]).encode()
         while True:
@@ -164,12 +167,34 @@ def stream_alerts(
                 producer.poll(0.1)
         drain()
         if progress and i % 200 == 0:
-            progress("stream", i, len(alerts))
+            progress("stream", i, len(pending_pairs))
     drain(force=True)
     stats.seconds = time.monotonic() - started
     if progress:
-        progress("stream", len(alerts), len(alerts))
+        progress("stream", len(pending_pairs), len(pending_pairs))
     return stats
+
+
+def _encode_chunk(chunk: list[dict[str, Any]]) -> list[bytes]:
+    schema = load_schema("elasticc.v0_9_1.alert")
+    return [schemaless_encode(alert, schema) for alert in chunk]
+
+
+def encode_alerts(alerts: Sequence[dict[str, Any]], processes: int | None = None) -> list[bytes]:
+    """Encode alerts as schemaless ``elasticc.v0_9_1`` Avro before sending, on every core.
+
+    fastavro encodes a full alert in about a millisecond of one core (alerts_perf.md: ~255 full-size Rubin
+    alerts/s), so encoding while sending would make the streamer, not Kafka, set the pace; like Rubin's own
+    simulator we encode first, then send at the requested rate.
+    Call it before starting threads: the pool forks.
+    """
+    processes = processes or os.cpu_count() or 1
+    if processes == 1 or len(alerts) < 2000:
+        return _encode_chunk(list(alerts))
+    size = max(200, len(alerts) // (processes * 8))
+    chunks = [list(alerts[i : i + size]) for i in range(0, len(alerts), size)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return [payload for encoded in pool.imap(_encode_chunk, chunks) for payload in encoded]
 
 
 def _iter_progress(items: Iterable[SourceObject], total: int, progress: Progress | None) -> Iterator[SourceObject]:
@@ -208,6 +233,7 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
         alert_topic = f"alertmux-{run_id}-alerts"
         objects = source.open(objects=options.objects, seed=options.seed, class_mix=options.class_mix)
         alerts = record_source(store, run_id, _iter_progress(objects, options.objects, progress))
+        payloads = encode_alerts(alerts)
         topics = [alert_topic] + [t for spec in emulated.values() for t in spec.emulator.output_topics(run_id)]
         ensure_topics(bootstrap, topics, client_config)
 
@@ -247,13 +273,21 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
                     n, listen(i, o, should_stop=_until_answered(n, listen_stats, expected, streaming_done,
                                                                options.drain_timeout, errors),
                               on_batch=lambda s, n=n: _track(n, s, listen_stats, expected, progress),
+                              on_assigned=ready.release,
                               hook=host.hook))),
                 name=f"listen-{name}", daemon=True))
+        ready = threading.Semaphore(0)
         for worker in workers:
             worker.start()
+        # Stream only once every listener has its partitions, or turnaround would measure the group join.
+        deadline = time.monotonic() + 60
+        for _ in emulated:
+            if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                log.warning("a listener was not assigned its partitions within 60 s; streaming anyway")
+                break
 
         stats = stream_alerts(store, run_id, alerts, bootstrap=bootstrap, topic=alert_topic,
-                              client_config=client_config, progress=progress, hook=host.hook)
+                              client_config=client_config, progress=progress, hook=host.hook, payloads=payloads)
         for name, spec in emulated.items():
             assert spec.emulator is not None
             expected[name] = stats.sent * spec.emulator.answers_per_alert

@@ -84,10 +84,15 @@ def check_reachable(bootstrap: str, client_config: Mapping[str, Any], timeout: f
 CONSUMER_ONLY = ("session.timeout.ms", "fetch.wait.max.ms", "group.id", "auto.offset.reset", "enable.auto.commit")
 
 
+def producer_config(client_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A client config without the consumer-only settings (librdkafka warns about each one otherwise)."""
+    return {k: v for k, v in (client_config or {}).items() if k not in CONSUMER_ONLY}
+
+
 def make_producer(bootstrap: str, client_config: Mapping[str, Any] | None = None, **overrides: Any) -> Producer:
     """A producer with DESC's streamer's batching (batch.size 128 KiB) and a 20 ms linger, unless overridden."""
     config = {"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 131072} | _quiet()
-    config.update({k: v for k, v in (client_config or {}).items() if k not in CONSUMER_ONLY})
+    config.update(producer_config(client_config))
     config.update(overrides)
     return Producer(config)
 
@@ -98,6 +103,7 @@ def listen(
     *,
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[ListenStats], None] | None = None,
+    on_assigned: Callable[[], None] | None = None,
     hook: Any = None,
 ) -> ListenStats:
     """Consume until stopped, idle or ``max_messages`` are consumed; returns the counts.
@@ -107,6 +113,7 @@ def listen(
         options: what to consume and when to stop.
         should_stop: polled between batches (the CLI sets it from SIGINT/SIGTERM).
         on_batch: called after each stored batch (progress display).
+        on_assigned: called when partitions are assigned (the harness streams only once its listeners are ready).
         hook: the plugin host's hook relay, for ``alertmux_classifications_stored``.
     """
     assert ingestor.store is not None
@@ -126,6 +133,8 @@ def listen(
                     p.offset = target
                     reset_done.add((p.topic, p.partition))
         c.assign(partitions)
+        if on_assigned is not None and partitions:
+            on_assigned()
 
     consumer.subscribe(subscription, on_assign=on_assign)
     log.info("listening to %s for broker %s on %s", subscription, ingestor.broker, options.bootstrap)

@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""How close `alertmux listen` comes to a bare consume-decode-insert loop, measured in one run on the same data.
+
+    python3 dev.py bench [--messages 200000] [--repeat 3] [--profile]
+
+Setup: an embedded broker (tansu), one topic with one partition, N pre-encoded ``elasticc.v0_9_1``
+brokerClassification messages (20 classes each; N/4 distinct alertIds, each classified by 4 classifiers),
+produced once. Then, alternating, R times each, in a fresh process and into a fresh SQLite file (WAL,
+synchronous=NORMAL):
+
+* **bare**: confluent-kafka ``Consumer.assign()`` + ``consume(batch, 0.05)``, ``fastavro.schemaless_reader``,
+  ``executemany`` of one row per message into one table with a unique index on (classifier_id, alert_id),
+  class ids and probabilities packed as JSON text, one transaction per batch. Nothing else.
+* **listen**: ``alertmux.kafka.listen`` with an ``Ingestor`` on the real plugin host and a fresh ``SqliteStore``,
+  exactly as ``alertmux listen --from earliest --max-messages N`` runs it (a fresh consumer group per run).
+
+Both loops use the same batch size (listen's default, 2000), poll timeout and ``local_client_config()``.
+**Steady-state rate** = messages after the first batch / time from the end of the first batch to the end of the
+last one. It excludes, on both sides alike, process start, imports, connecting, listen's group join (~3 s on tansu
+with session.timeout.ms=6000; the bare loop uses assign() and has none) and the first batch's warm-up. The
+whole-run rate (from creating the consumer to the last message) is printed too, for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TARGET_RATIO = 0.8
+BATCH_SIZE = 2000  # alertmux.kafka.ListenOptions.batch_size
+POLL_TIMEOUT = 0.05  # alertmux.kafka.ListenOptions.poll_timeout
+N_CLASSES = 20
+# ELAsTiCC2 leaf classes (alertmux.taxonomy): every label is known to the normalizer, as with a real broker.
+CLASS_IDS = (2222, 2223, 2224, 2225, 2226, 2232, 2233, 2234, 2235, 2242,
+             2243, 2244, 2245, 2246, 2322, 2323, 2324, 2325, 2326, 2332)  # fmt: skip
+CLASSIFIERS = (
+    ("AMPEL", "v0.9.2", "ElasticcLive", "SNGuess+ParsnipModel v2"),
+    ("FINK", "3.1.0", "SuperNNova_v1.3", "elasticc2 model, threshold 0.5"),
+    ("ALeRCE", "5.2.1", "balto_classifier_lc", "lc_classifier_v0.4"),
+    ("Pitt-Google Broker", "v0.7", "SuperNNova_v1.3", "elasticc2 retrained"),
+)
+CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of N at which the loops read their RSS
+
+
+# -- results ------------------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What one loop run reports back to the parent (as one JSON line)."""
+
+    loop: str
+    consumed: int
+    stored: int
+    steady_messages: int
+    steady_seconds: float
+    total_seconds: float
+    first_message_after: float
+    rss_kib: dict[str, int] = field(default_factory=dict)
+    """VmRSS at each checkpoint ("25%", ...) and VmHWM ("peak")."""
+
+    @property
+    def steady_rate(self) -> float:
+        return self.steady_messages / self.steady_seconds if self.steady_seconds > 0 else float("nan")
+
+    @property
+    def total_rate(self) -> float:
+        return self.consumed / self.total_seconds if self.total_seconds > 0 else float("nan")
+
+
+class Progress:
+    """Timestamps of the first and last batch and RSS at checkpoints; fed once per batch by both loops."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.started = time.perf_counter()
+        self.first_batch: tuple[float, int] | None = None
+        self.last_batch: tuple[float, int] | None = None
+        self.rss: dict[str, int] = {}
+        self._checkpoints = [(int(f * n), f"{f:.0%}") for f in CHECKPOINTS]
+
+    def batch_done(self, consumed: int) -> None:
+        now = time.perf_counter()
+        if self.first_batch is None:
+            self.first_batch = (now, consumed)
+        self.last_batch = (now, consumed)
+        while self._checkpoints and consumed >= self._checkpoints[0][0]:
+            self.rss[self._checkpoints.pop(0)[1]] = proc_status_kib("VmRSS")
+
+    def result(self, loop: str, consumed: int, stored: int, first_message_after: float) -> RunResult:
+        assert self.first_batch is not None and self.last_batch is not None, "no message was consumed"
+        self.rss["peak"] = proc_status_kib("VmHWM")
+        return RunResult(
+            loop=loop,
+            consumed=consumed,
+            stored=stored,
+            steady_messages=self.last_batch[1] - self.first_batch[1],
+            steady_seconds=self.last_batch[0] - self.first_batch[0],
+            total_seconds=self.last_batch[0] - self.started,
+            first_message_after=first_message_after,
+            rss_kib=self.rss,
+        )
+
+
+def proc_status_kib(key: str) -> int:
+    """A ``kB`` line of /proc/self/status (VmRSS, VmHWM), in KiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+# -- the workload -------------------------------------------------------------------------------------------------
+def classification_records(n: int, seed: int = 42) -> Iterator[dict[str, Any]]:
+    """N brokerClassification records: N/4 alerts, each answered by every classifier, 20 classes each."""
+    rng = random.Random(seed)
+    published = 1_760_000_000_000
+    for i in range(n):
+        alert, classifier = divmod(i, len(CLASSIFIERS))
+        weights = [rng.random() ** 3 for _ in CLASS_IDS]
+        total = sum(weights)
+        yield dict(
+            zip(("brokerName", "brokerVersion", "classifierName", "classifierParams"), CLASSIFIERS[classifier]),
+            alertId=100_000_000 + alert,
+            diaSourceId=500_000_000 + alert,
+            elasticcPublishTimestamp=published + alert,
+            brokerIngestTimestamp=published + alert + 1500,
+            classifications=[{"classId": c, "probability": w / total} for c, w in zip(CLASS_IDS, weights)],
+        )
+
+
+def produce_backlog(bootstrap: str, topic: str, n: int) -> tuple[float, int]:
+    """Create the topic and produce N encoded messages to it; returns (seconds, bytes)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from alertmux.kafka import make_producer
+    from alertmux.serde import load_schema, schemaless_encode
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        future.result(15)
+    schema = load_schema("elasticc.v0_9_1.brokerClassification")
+    payloads = [
+        (schemaless_encode(r, schema), str(r["diaSourceId"]).encode()) for r in classification_records(n)
+    ]
+    started = time.perf_counter()
+    producer = make_producer(bootstrap, None, **{"linger.ms": 50, "queue.buffering.max.messages": 1_000_000})
+    errors: list[Any] = []
+    for value, key in payloads:
+        while True:
+            try:
+                producer.produce(topic, value, key=key, on_delivery=lambda err, _: errors.append(err) if err else None)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    if producer.flush(60) or errors:
+        raise RuntimeError(f"producing the backlog failed: {len(errors)} errors, e.g. {errors[:1]}")
+    return time.perf_counter() - started, sum(len(v) for v, _ in payloads)
+
+
+# -- the two loops (run in a child process each) -----------------------------------------------------------------
+def bare_loop(bootstrap: str, topic: str, n: int, db_path: Path) -> RunResult:
+    """Consume, decode and insert with nothing in between: the floor listen is measured against."""
+    import fastavro
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from alertmux.embedded import local_client_config
+
+    schema_file = Path(__import__("alertmux").__file__).parent / "schemas/elasticc.v0_9_1.brokerClassification.avsc"
+    schema = fastavro.parse_schema(_without_logical_types(json.loads(schema_file.read_text())))
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE messages (message_id INTEGER PRIMARY KEY, classifier_id INTEGER, alert_id INTEGER,"
+        " dia_source_id INTEGER, class_ids TEXT, probabilities TEXT, alert_published_ms INTEGER,"
+        " broker_ingest_ms INTEGER)"
+    )
+    db.execute("CREATE UNIQUE INDEX messages_by_alert ON messages (classifier_id, alert_id)")
+    insert = "INSERT OR IGNORE INTO messages VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)"
+    classifiers: dict[tuple[str, str, str, str], int] = {}
+
+    progress = Progress(n)
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-bare", "enable.auto.commit": False}
+        | local_client_config()
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    consumed = stored = 0
+    first_message_after = -1.0
+    reader, BytesIO = fastavro.schemaless_reader, io.BytesIO  # noqa: N806 - a local alias of the class
+    while consumed < n:
+        batch = consumer.consume(min(BATCH_SIZE, n - consumed), timeout=POLL_TIMEOUT)
+        if not batch:
+            continue
+        if first_message_after < 0:
+            first_message_after = time.perf_counter() - progress.started
+        rows = []
+        for msg in batch:
+            if msg.error() is not None:
+                continue
+            r = reader(BytesIO(msg.value()), schema, None)
+            key = (r["brokerName"], r["brokerVersion"], r["classifierName"], r["classifierParams"])
+            classifier_id = classifiers.get(key) or classifiers.setdefault(key, len(classifiers) + 1)
+            entries = r["classifications"]
+            rows.append((
+                classifier_id,
+                r["alertId"],
+                r["diaSourceId"],
+                "[" + ",".join(map(str, [e["classId"] for e in entries])) + "]",
+                "[" + ",".join(["%.7g" % e["probability"] for e in entries]) + "]",
+                r["elasticcPublishTimestamp"],
+                r["brokerIngestTimestamp"],
+            ))  # fmt: skip
+        consumed += len(rows)
+        db.execute("BEGIN")
+        before = db.total_changes
+        db.executemany(insert, rows)
+        stored += db.total_changes - before
+        db.execute("COMMIT")
+        progress.batch_done(consumed)
+    result = progress.result("bare", consumed, stored, first_message_after)
+    consumer.close()
+    db.close()
+    return result
+
+
+def _without_logical_types(node: Any) -> Any:
+    # Timestamps as the epoch-millisecond ints on the wire, as alertmux.serde.load_schema(logical_types=False).
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_without_logical_types(v) for v in node]
+    return node
+
+
+def listen_loop(bootstrap: str, topic: str, n: int, db_path: Path, profiler: cProfile.Profile | None = None) -> RunResult:
+    """`alertmux listen --broker elasticc --topic T --from earliest --max-messages N --db DB`, minus the CLI."""
+    from alertmux.embedded import local_client_config
+    from alertmux.host import PluginHost
+    from alertmux.ingest import Ingestor
+    from alertmux.kafka import ListenOptions, ListenStats, listen
+    from alertmux.store import open_store
+
+    host = PluginHost()
+    store = open_store(db_path)
+    ingestor = Ingestor(host, "elasticc", store)
+    options = ListenOptions(
+        bootstrap,
+        topics=(topic,),
+        group_id=f"bench-listen-{uuid.uuid4().hex[:8]}",  # a fresh group: the join is the same for every run
+        start="earliest",
+        max_messages=n,
+        client_config=local_client_config(),
+    )
+    progress = Progress(n)
+    first: list[float] = []
+
+    def on_batch(stats: ListenStats) -> None:
+        if not first:  # when the first batch is stored; its consume() returned a moment before
+            first.append(time.perf_counter() - progress.started)
+        progress.batch_done(stats.consumed)
+
+    if profiler is not None:
+        profiler.enable()
+    stats = listen(ingestor, options, on_batch=on_batch, hook=host.hook)
+    if profiler is not None:
+        profiler.disable()
+    result = progress.result("listen", stats.consumed, stats.stored, first[0] if first else -1.0)
+    store.close()
+    return result
+
+
+# -- the parent: broker, backlog, alternating runs, report ---------------------------------------------------------
+def run_child(loop: str, bootstrap: str, topic: str, n: int, workdir: Path, run: int, extra: Sequence[str] = ()) -> Any:
+    """Run one loop in a fresh interpreter (nothing cached, RSS its own) and return its JSON report."""
+    db = workdir / f"{loop}-{run}.db"
+    cmd = [sys.executable, __file__, "--child", loop, "--bootstrap", bootstrap, "--topic", topic,
+           "--messages", str(n), "--db", str(db), *extra]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{loop} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_main(args: argparse.Namespace) -> int:
+    if args.child == "bare":
+        result = bare_loop(args.bootstrap, args.topic, args.messages, Path(args.db))
+    elif args.child == "listen":
+        result = listen_loop(args.bootstrap, args.topic, args.messages, Path(args.db))
+    else:
+        profiler = cProfile.Profile()
+        result = listen_loop(args.bootstrap, args.topic, args.messages, Path(args.db), profiler)
+        profiler.dump_stats(args.profile_out)
+    if result.consumed != args.messages or result.stored != args.messages:
+        print(f"{args.child}: consumed {result.consumed}, stored {result.stored} of {args.messages}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(result)))
+    return 0
+
+
+def summarize(results: list[RunResult], say: Callable[[str], None]) -> float:
+    """Print one loop's runs; returns its median steady rate."""
+    rates = [r.steady_rate for r in results]
+    loop = results[0].loop
+    say(f"  {loop:<6} steady msgs/s: " + ", ".join(f"{x:,.0f}" for x in rates) + f"  -> median {statistics.median(rates):,.0f}")
+    say(f"  {'':<6} whole run msgs/s (incl. startup): " + ", ".join(f"{r.total_rate:,.0f}" for r in results)
+        + "; first message after " + ", ".join(f"{r.first_message_after:.2f}" for r in results) + " s")
+    return statistics.median(rates)
+
+
+def memory_report(results: list[RunResult], say: Callable[[str], None]) -> None:
+    for r in results:
+        rss = r.rss_kib
+        growth = rss["100%"] - rss["25%"]
+        say(f"  {r.loop:<6} RSS MiB at 25/50/75/100%: "
+            + "/".join(f"{rss[k] / 1024:.0f}" for k in ("25%", "50%", "75%", "100%"))
+            + f"  growth 25%->100%: {growth / 1024:+.1f} MiB  peak {rss['peak'] / 1024:.0f} MiB")
+
+
+def profile_report(path: Path, n: int, say: Callable[[str], None], top: int = 18) -> None:
+    """Where a listen's time goes, in microseconds per message (cProfile: Python calls are inflated)."""
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    total = sum(tt for (_, _, tt, _, _) in raw.values())
+    rows = sorted(raw.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    say(f"  profiled listen: {total:.2f} s in total, {total / n * 1e6:.1f} us/message (profiler overhead included)")
+    say(f"  {'own us/msg':>10} {'cum us/msg':>10} {'calls/msg':>9}  function")
+    for (filename, line, name), (_, calls, tottime, cumtime, _) in rows:
+        where = f"{Path(filename).name}:{line}" if line else "~"
+        say(f"  {tottime / n * 1e6:>10.2f} {cumtime / n * 1e6:>10.2f} {calls / n:>9.2f}  {name} ({where})")
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    from alertmux.embedded import EmbeddedKafka
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    n, repeat = args.messages, args.repeat
+    say(f"alertmux listen vs bare loop: {n:,} elasticc.v0_9_1 classifications x {repeat} runs each, "
+        f"batch {BATCH_SIZE}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
+    with EmbeddedKafka() as kafka, tempfile.TemporaryDirectory(prefix="alertmux-bench-") as tmp:
+        workdir = Path(tmp)
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        seconds, size = produce_backlog(kafka.bootstrap, topic, n)
+        say(f"backlog: {n:,} messages, {size / n:.0f} B each, produced in {seconds:.1f} s to {topic} on {kafka.bootstrap}")
+        results: dict[str, list[RunResult]] = {"bare": [], "listen": []}
+        for run in range(repeat):
+            order = ("bare", "listen") if run % 2 == 0 else ("listen", "bare")
+            for loop in order:
+                result = RunResult(**run_child(loop, kafka.bootstrap, topic, n, workdir, run))
+                results[loop].append(result)
+                say(f"  run {run + 1} {loop:<6} {result.steady_rate:>9,.0f} msgs/s steady "
+                    f"({result.steady_messages:,} msgs in {result.steady_seconds:.2f} s)")  # fmt: skip
+        say("results (steady state = from the end of the first batch to the end of the last):")
+        bare = summarize(results["bare"], say)
+        listened = summarize(results["listen"], say)
+        say("memory (VmRSS of each run's own process):")
+        memory_report(results["bare"] + results["listen"], say)
+        ratio = listened / bare
+        verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+        say(f"ratio listen/bare = {listened:,.0f} / {bare:,.0f} = {ratio:.3f}  "
+            f"{verdict} (target >= {TARGET_RATIO})")  # fmt: skip
+        if args.profile:
+            out = workdir / "listen.prof"
+            run_child("profile", kafka.bootstrap, topic, n, workdir, 0, ["--profile-out", str(out)])
+            say("profile of one more listen run (cProfile, sorted by own time):")
+            profile_report(out, n, say)
+            if args.profile_keep:
+                Path(args.profile_keep).write_bytes(out.read_bytes())
+    return 0 if ratio >= TARGET_RATIO or args.no_fail else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="backlog size N (default 200000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each loop, alternating (default 3)")
+    parser.add_argument("--profile", action="store_true", help="then profile one more listen run with cProfile")
+    parser.add_argument("--profile-keep", metavar="FILE", help="with --profile: keep the pstats file here")
+    parser.add_argument("--no-fail", action="store_true", help="exit 0 even when the ratio misses the target")
+    parser.add_argument("--child", choices=("bare", "listen", "profile"), help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.messages < 4 * BATCH_SIZE or args.repeat < 1:
+        parser.error(f"--messages must be >= {4 * BATCH_SIZE} (a few batches) and --repeat >= 1")
+    return child_main(args) if args.child else parent_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
