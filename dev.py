@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -52,12 +53,24 @@ def ensure_venv() -> None:
     stamp_file.write_text(stamp)
 
 
+def ensure_chromium() -> None:
+    """The report test screenshots the HTML report in headless Chromium: install Debian's when missing."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    print("installing chromium (Debian package) for the report test", file=sys.stderr)
+    quiet = {"stdout": subprocess.DEVNULL, "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive")}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, **quiet)
+
+
 def main(argv: list[str]) -> int:
     task, args = (argv[0], argv[1:]) if argv else ("help", [])
     if task in ("help", "-h", "--help"):
         print(__doc__)
         return 0
     ensure_venv()
+    if task == "test":
+        ensure_chromium()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     commands = {
         "demo": [str(BIN / "alertmux"), "demo", *args],

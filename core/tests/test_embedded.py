@@ -10,8 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from alertmux.embedded import EmbeddedKafka, EmbeddedKafkaError, local_client_config
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from alertmux import embedded
+from alertmux.embedded import EmbeddedKafka, EmbeddedKafkaError, local_client_config
 
 pytestmark = pytest.mark.kafka
 
@@ -126,3 +128,17 @@ def test_broker_outlives_the_thread_that_started_it() -> None:
         assert kafka.pid is not None and _alive(kafka.pid)
     finally:
         kafka.stop()
+
+
+def test_taken_port_is_retried_then_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: tansu's bind fails and connects are refused at once
+        port = taken.getsockname()[1]
+        free_port = embedded._free_port
+        monkeypatch.setattr(embedded, "_free_port", lambda: port)
+        with pytest.raises(EmbeddedKafkaError, match="AddrInUse"):
+            EmbeddedKafka().start()
+        ports = iter([port])  # taken once, then free ones: the retry succeeds
+        monkeypatch.setattr(embedded, "_free_port", lambda: next(ports, None) or free_port())
+        with EmbeddedKafka() as kafka:
+            assert kafka.bootstrap != f"127.0.0.1:{port}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +24,7 @@ from alertmux.errors import AlertmuxError, UsageError
 from alertmux.host import PluginHost
 
 log = logging.getLogger("alertmux")
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # a message is one line, however narrow the terminal
 
 
 class _JsonFormatter(logging.Formatter):
@@ -141,9 +142,10 @@ def plugins(ctx: _Context, as_json: bool) -> None:
 @click.option("--class-mix", type=click.Choice(["uniform", "elasticc"]), default="uniform", show_default=True)
 @click.option("--mode", type=click.Choice(["last", "after3"]), default="last", show_default=True,
               help="Emulator behaviour: last-classification matrix, or after-three-detections then last.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write <db>.html, the scoring report.")
 @pass_ctx
 def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None, brokers: str, class_mix: str,
-         mode: str) -> None:
+         mode: str, report: bool) -> None:
     """Run the whole local harness: simulate, stream, emulate brokers, ingest, summarize."""
     from alertmux.harness import DemoOptions, run_demo
 
@@ -155,6 +157,12 @@ def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None
     with _progress() as progress:
         summary = run_demo(ctx.host, options, progress=progress)
     _print_summary(summary)
+    if report:
+        from alertmux.report import write_report
+
+        report_path = db.with_suffix(".html")
+        write_report(db, report_path, run_id=summary["run_id"])
+        Console().print(f"report: {report_path}")
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -389,7 +397,7 @@ def main(argv: list[str] | None = None, host: PluginHost | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except AlertmuxError as exc:
-        stderr.print(f"[red]error:[/] {exc}", highlight=False)
+        stderr.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)  # "[kafka]" is text, not markup
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

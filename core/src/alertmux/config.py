@@ -50,7 +50,7 @@ class Config:
     path: Path | None = None
 
     def kafka(self, broker: str | None = None) -> dict[str, Any]:
-        """librdkafka settings: the ``[kafka]`` table, then the broker's own ``kafka`` table over it."""
+        """The librdkafka settings: the ``[kafka]`` table, then the broker's own ``kafka`` table over it."""
         merged = dict(self.data.get("kafka", {}))
         if broker:
             merged.update(self.broker(broker).get("kafka", {}))

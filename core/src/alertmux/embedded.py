@@ -36,7 +36,10 @@ class EmbeddedKafkaError(RuntimeError):
 
 
 def local_client_config() -> dict[str, str]:
-    """Client settings (librdkafka) that make consumers responsive against tansu; harmless against a real Kafka.
+    """Client settings (librdkafka) that make consumers responsive against tansu.
+
+    They are valid against any Kafka (6000 ms is Kafka's default minimum session timeout) but chatty: they are
+    meant for a local broker.
 
     Returns:
         Settings to merge into a consumer's (or producer's) configuration; producers ignore the consumer ones.
@@ -47,9 +50,10 @@ def local_client_config() -> dict[str, str]:
         # tansu does not answer a pending fetch when data arrives; it always waits the full fetch.wait.max.ms
         # (default 500 ms), so that wait is the end-to-end latency floor.
         "fetch.wait.max.ms": "25",
-        # A regex subscription only sees topics created after it at the next metadata refresh (default 5 min);
-        # 2 s makes a new matching topic join within ~2 s + the ~3 s rebalance.
-        "topic.metadata.refresh.interval.ms": "2000",
+        # A regex subscription only sees a topic created after it at the next metadata refresh (default 5 min).
+        # Measured: first message 3.2-4.0 s after creation at 1 s (refresh wait + the ~3 s join), 3.5-4.8 s at 2 s,
+        # 8 s at 5-10 s; 500 ms made a third of the joins restart (+3 s each) on a metadata refresh mid-join.
+        "topic.metadata.refresh.interval.ms": "1000",
     }
 
 
@@ -96,7 +100,6 @@ class EmbeddedKafka:
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._temp_log: Path | None = None
 
     def start(self) -> EmbeddedKafka:
         """Start the broker and return once it answers Kafka metadata requests.
@@ -125,11 +128,10 @@ class EmbeddedKafka:
         raise AssertionError("unreachable")
 
     def _launch(self, binary: str, port: int) -> None:
-        if self._log_path is None:
-            fd, name = tempfile.mkstemp(prefix="alertmux-tansu-", suffix=".log")
-            os.close(fd)
-            self._temp_log = Path(name)
-        self._log = open(self._log_path or self._temp_log, "ab")  # type: ignore[arg-type]  # one of them is set
+        # Without log_path: an unlinked temporary file, so even a SIGKILLed parent leaves no file behind.
+        self._log = (
+            tempfile.TemporaryFile(prefix="alertmux-tansu-") if self._log_path is None else open(self._log_path, "a+b")
+        )
         url = f"tcp://127.0.0.1:{port}"
         cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", "memory://tansu/"]  # fmt: skip
@@ -161,12 +163,13 @@ class EmbeddedKafka:
                 return
         raise EmbeddedKafkaError(f"tansu did not answer within {self._startup_timeout} s:\n{self._tail()}")
 
-    def _tail(self, lines: int = 20) -> str:
-        path = self._log_path or self._temp_log
-        try:
-            return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:]) if path else ""
-        except OSError:
+    def _tail(self, lines: int = 20, window: int = 8192) -> str:
+        if self._log is None or not hasattr(os, "pread"):  # no pread on Windows: no tail there
             return ""
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, window, max(0, size - window))  # pread: the broker shares the file offset
+        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
         """Stop the broker (SIGINT, then SIGKILL after 5 s); safe to call repeatedly."""
@@ -175,7 +178,7 @@ class EmbeddedKafka:
         if proc is not None and proc.poll() is None:
             # SIGINT, not SIGTERM: tansu exits on SIGINT at once (~3 ms), but on SIGTERM it keeps serving for ~5 s
             # while any client connection is open. Memory storage has nothing to flush either way.
-            proc.send_signal(signal.SIGINT)  # our own child, by PID
+            proc.send_signal(signal.SIGINT if os.name == "posix" else signal.SIGTERM)  # our own child, by PID
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -184,9 +187,6 @@ class EmbeddedKafka:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._temp_log is not None:
-            self._temp_log.unlink(missing_ok=True)
-            self._temp_log = None
 
     def __enter__(self) -> EmbeddedKafka:
         return self.start()

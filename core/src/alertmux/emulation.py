@@ -168,7 +168,7 @@ class ConfusionMatrix:
         others = [c for c in self.predicted_classes if c != predicted]
         weights = [rng.expovariate(1.0) for _ in others]
         scale = (1.0 - top) / sum(weights)
-        return [(predicted, top)] + [(c, w * scale) for c, w in zip(others, weights)]
+        return [(predicted, top)] + [(c, w * scale) for c, w in zip(others, weights, strict=True)]
 
 
 def behaviour(mode: str) -> tuple[ConfusionMatrix, ConfusionMatrix, int]:

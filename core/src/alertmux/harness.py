@@ -121,7 +121,7 @@ def stream_alerts(
     already = store.sent_alert_ids(run_id, topic)
     if payloads is None:
         payloads = encode_alerts(alerts)
-    pending_pairs = [(a, p) for a, p in zip(alerts, payloads) if a["alertId"] not in already]
+    pending_pairs = [(a, p) for a, p in zip(alerts, payloads, strict=True) if a["alertId"] not in already]
     producer = make_producer(bootstrap, client_config)
     stats = StreamStats(alerts=len(alerts))
     acked: list[tuple[int, int]] = []

@@ -86,7 +86,7 @@ class PluginHost:
 
     def _collect(self, hook: Any, what: str, key: str = "name") -> dict[str, tuple[str, Any]]:
         found: dict[str, tuple[str, Any]] = {}
-        for impl in reversed(hook.get_hookimpls()):  # registration order: the first registered name wins
+        for impl in hook.get_hookimpls():  # registration order (pluggy calls them reversed): the first name wins
             try:
                 specs = list(impl.function() or ())
             except Exception as exc:  # noqa: BLE001

@@ -118,7 +118,9 @@ def listen(
     """
     assert ingestor.store is not None
     check_reachable(options.bootstrap, options.client_config, options.connect_timeout)
-    consumer = Consumer(_consumer_config(ingestor.broker, options))
+    config = _consumer_config(ingestor.broker, options)
+    cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
+    consumer = Consumer(config)
     subscription = list(options.topics) or [_anchored(options.topic_pattern or "")]
     if subscription == ["^"]:
         raise ValueError(f"broker {ingestor.broker}: no topics or topic pattern to listen to")
@@ -132,7 +134,8 @@ def listen(
                 if (p.topic, p.partition) not in reset_done:
                     p.offset = target
                     reset_done.add((p.topic, p.partition))
-        c.assign(partitions)
+        # Offsets edited above take effect only through an explicit assign; cooperative adds to the assignment.
+        (c.incremental_assign if cooperative else c.assign)(partitions)
         if on_assigned is not None and partitions:
             on_assigned()
 
@@ -213,6 +216,9 @@ def _consumer_config(broker: str, options: ListenOptions) -> dict[str, Any]:
         "auto.offset.reset": "latest" if options.start == "latest" else "earliest",
         # Brokers create topics as days pass: re-read metadata often enough to see a new one within seconds.
         "topic.metadata.refresh.interval.ms": 5000,
+        # A new matching topic then joins without revoking everyone's partitions (eager rebalancing stops the
+        # whole group for a join, ~3 s on the local broker).
+        "partition.assignment.strategy": "cooperative-sticky",
         # librdkafka reconnects by itself after a lost connection; these bound its backoff.
         "reconnect.backoff.ms": 200,
         "reconnect.backoff.max.ms": 5000,

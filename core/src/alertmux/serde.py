@@ -65,7 +65,7 @@ def schemaless_encode(record: Any, schema: Any) -> bytes:
 
 
 def is_container(payload: bytes) -> bool:
-    """Whether ``payload`` is an Avro object container file (starts with ``Obj\\x01``)."""
+    """Whether ``payload`` is an Avro object container file (it starts with the OCF magic bytes)."""
     return payload[:4] == OCF_MAGIC
 
 
