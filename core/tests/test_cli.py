@@ -155,11 +155,6 @@ def test_listen_unreachable_bootstrap_is_a_clear_error(run: RunCli, tmp_path: Pa
     assert "--bootstrap" in last  # says what to check
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the reachability probe's librdkafka connection errors reach stderr through the"
-    " 'alertmux.librdkafka' logger (dozens of 'Connection refused' lines) before the one error line",
-)
 def test_listen_unreachable_bootstrap_prints_only_the_error(run: RunCli, tmp_path: Path, closed_bootstrap: str) -> None:
     result = run("listen", "--broker", "elasticc", "--bootstrap", closed_bootstrap, "--topic", "t",
                  "--connect-timeout", "2", "--db", str(tmp_path / "x.db"))
@@ -269,11 +264,6 @@ def test_deadletters_list_and_replay_after_a_fix(run: RunCli, tmp_path: Path) ->
     assert len(run("deadletters", "--db", str(db), "--all").json_lines) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG alertmux/cli.py main(): with standalone_mode=False click returns a command's ctx.exit(code)"
-    " instead of raising, and main() drops it, so the process exits 0",
-)
 def test_a_plugin_command_exit_code_reaches_the_shell(run: RunCli) -> None:
     import click
 

@@ -202,11 +202,6 @@ def test_topic_created_after_the_listener_started_is_picked_up(
 
 
 @pytest.mark.kafka
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG alertmux/kafka.py listen(): idle_exit counts from the start of listen, so the ~3 s consumer group"
-    " join (longer on a real Kafka) already counts as idle and the loop exits before consuming anything",
-)
 def test_idle_exit_does_not_count_the_group_join(
     host: PluginHost, tmp_store: Store, options: ListenOptions, produce: Any, unique_topic: str
 ) -> None:

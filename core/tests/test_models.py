@@ -5,6 +5,9 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from fastavro.schema import load_schema
+from pydantic import BaseModel, ValidationError
+
 from alertmux.models import (
     Alert,
     BrokerClassification,
@@ -24,8 +27,6 @@ from alertmux.models import (
     alert_from_elasticc,
     alert_to_elasticc,
 )
-from fastavro.schema import load_schema
-from pydantic import BaseModel, ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 DERIVED = ROOT.parent / "shared" / "data" / "elasticc" / "derived"

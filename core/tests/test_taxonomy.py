@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from alertmux.taxonomy import (
     CROSSWALK_2_TO_2022,
     CROSSWALK_2022_TO_2,

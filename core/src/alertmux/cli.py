@@ -389,7 +389,9 @@ def main(argv: list[str] | None = None, host: PluginHost | None = None) -> None:
     host = host or PluginHost()
     host.hook.alertmux_register_commands(cli=cli)
     try:
-        cli.main(args=argv, prog_name="alertmux", standalone_mode=False, obj=_Context(host))
+        code = cli.main(args=argv, prog_name="alertmux", standalone_mode=False, obj=_Context(host))
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         stderr.print("aborted")
         sys.exit(130)

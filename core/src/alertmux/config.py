@@ -84,6 +84,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX):
             parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+            if "kafka" in parts[:-1]:  # librdkafka keys are dotted: ..._KAFKA__SASL_USERNAME means sasl.username
+                parts[-1] = parts[-1].replace("_", ".")
             node = data
             for part in parts[:-1]:
                 node = node.setdefault(part, {})

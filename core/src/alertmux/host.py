@@ -82,6 +82,11 @@ class PluginHost:
                 log.warning("plugin %s (%s) failed to load: %s", ep.name, dist, exc)
                 self.problems.append(PluginProblem(ep.name, dist, f"{type(exc).__name__}: {exc}"))
                 continue
+            unknown = sorted(c.name for c in self.pm.get_hookcallers(plugin) or () if not c.has_spec())
+            if unknown:  # a misspelled hook would never be called: say so rather than fail or stay silent
+                self.pm.unregister(plugin)
+                self.problems.append(PluginProblem(ep.name, dist, f"implements unknown hooks: {', '.join(unknown)}"))
+                continue
             self._dists[ep.name] = (dist, version)
 
     def _collect(self, hook: Any, what: str, key: str = "name") -> dict[str, tuple[str, Any]]:

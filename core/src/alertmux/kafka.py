@@ -23,6 +23,8 @@ from alertmux.specs import Delivery
 log = logging.getLogger(__name__)
 
 StartFrom = Literal["earliest", "latest", "committed"]
+JOIN_ALLOWANCE = 30.0
+"""Seconds a listener with --idle-exit waits for its first assignment before idle time starts counting."""
 SECRET_KEYS = ("sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "basic.auth.user.info")
 
 
@@ -69,7 +71,10 @@ def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_reachable(bootstrap: str, client_config: Mapping[str, Any], timeout: float) -> None:
     """Fail with one clear line when no Kafka broker answers within ``timeout`` seconds."""
-    probe = Consumer({**client_config, "bootstrap.servers": bootstrap, "group.id": "alertmux-probe"} | _quiet())
+    # The probe's own connection refusals would repeat, line after line, the one error raised below.
+    silent = logging.getLogger("alertmux.librdkafka.probe")
+    silent.setLevel(logging.CRITICAL)
+    probe = Consumer({**client_config, "bootstrap.servers": bootstrap, "group.id": "alertmux-probe", "logger": silent})
     try:
         probe.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -120,10 +125,11 @@ def listen(
     check_reachable(options.bootstrap, options.client_config, options.connect_timeout)
     config = _consumer_config(ingestor.broker, options)
     cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
-    consumer = Consumer(config)
     subscription = list(options.topics) or [_anchored(options.topic_pattern or "")]
     if subscription == ["^"]:
         raise ValueError(f"broker {ingestor.broker}: no topics or topic pattern to listen to")
+    consumer = Consumer(config)
+    assigned_at: list[float] = []
     reset_done: set[tuple[str, int]] = set()
 
     def on_assign(c: Consumer, partitions: list[KafkaPartition]) -> None:
@@ -136,6 +142,8 @@ def listen(
                     reset_done.add((p.topic, p.partition))
         # Offsets edited above take effect only through an explicit assign; cooperative adds to the assignment.
         (c.incremental_assign if cooperative else c.assign)(partitions)
+        if partitions and not assigned_at:
+            assigned_at.append(time.monotonic())
         if on_assigned is not None and partitions:
             on_assigned()
 
@@ -155,7 +163,9 @@ def listen(
                 if on_batch:
                     on_batch(stats)
             elif options.idle_exit is not None:
-                idle_since = stats.last_message or stats.started
+                # Idle time counts from the first assignment: the group join (seconds) is not silence. A listener
+                # that is never assigned anything gives up after a join allowance.
+                idle_since = stats.last_message or (assigned_at[0] if assigned_at else stats.started + JOIN_ALLOWANCE)
                 if time.monotonic() - idle_since >= options.idle_exit:
                     break
     finally:
