@@ -185,42 +185,116 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 # -- stream -------------------------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--source", default="simulated", show_default=True, help="Alert source plugin.")
-@click.option("--objects", default=200, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--source", default="simulated", show_default=True,
+              help="Alert source plugin: simulated, elasticc-files, snana, rubin, kafka (alertmux plugins lists them).")
+@click.option("--path", help="What the source reads: a file, a directory or a glob (elasticc-files, snana, rubin).")
+@click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
+              help="A source setting (repeatable; kafka.KEY=VALUE for librdkafka); also read from [sources.NAME].")
+@click.option("--objects", default=200, show_default=True, help="Objects to simulate (simulated source).")
+@click.option("--seed", default=0, show_default=True, help="Simulation seed (simulated source).")
 @click.option("--class-mix", type=click.Choice(["uniform", "elasticc"]), default="uniform", show_default=True)
 @click.option("--rate", default="max", show_default=True, help="Alerts per second, or 'max'.")
+@click.option("--nights", help="Simulated nights D1:D2 (integer MJDs, night changing at 12:00 UTC): only their"
+                               " alerts, sent night by night.")
+@click.option("--schema", "out_schema", default="elasticc.v0_9_1", show_default=True,
+              help="Output schema: elasticc.v0_9_1 (schemaless Avro) or lsst.vX_Y (Confluent wire format).")
 @click.option("--bootstrap", help="Kafka bootstrap servers (default: [kafka] bootstrap.servers in the config).")
-@click.option("--topic", required=True)
+@click.option("--topic", required=True,
+              help="Topic; a {part} placeholder splits the stream as DESC did: wfd, ddf-full, ddf-limited.")
 @click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
 @click.option("--run", "run_id", help="Resume this run: alerts it already sent are not sent again.")
+@click.option("--processes", type=int, help="Encoding processes (default: one per core).")
 @pass_ctx
-def stream(ctx: _Context, source: str, objects: int, seed: int, class_mix: str, rate: str, bootstrap: str | None,
-           topic: str, db: Path, run_id: str | None) -> None:
-    """Stream alerts from a source to a Kafka topic, recording truth and sent times."""
+def stream(ctx: _Context, source: str, path: str | None, source_options: tuple[str, ...], objects: int, seed: int,
+           class_mix: str, rate: str, nights: str | None, out_schema: str, bootstrap: str | None, topic: str,
+           db: Path, run_id: str | None, processes: int | None) -> None:
+    """Stream alerts from a source to Kafka, recording truth and per-(alert, topic) sent times.
+
+    Prints one JSON summary line; bad inputs (a corrupt file in a directory...) are reported on stderr and
+    skipped. Run again with --run ID to resume: what Kafka acknowledged is not sent twice.
+    """
+    import time
+
     from alertmux.harness import record_source, stream_alerts
     from alertmux.kafka import check_reachable
+    from alertmux.sources import Nights, alert_mjd, night_of, redact_options, source_settings
+    from alertmux.sources.streaming import check_output_schema, route
     from alertmux.store import open_store
 
     per_second = _parse_rate(rate)
+    window = Nights.parse(nights)
+    check_output_schema(out_schema)
+    if processes is not None and processes < 1:
+        raise UsageError("--processes must be at least 1")
     client_config = ctx.config.kafka()
     bootstrap = bootstrap or client_config.pop("bootstrap.servers", None)
+    client_config.pop("bootstrap.servers", None)
     if not bootstrap:
         raise UsageError("stream needs --bootstrap (or bootstrap.servers in the [kafka] table of alertmux.toml)")
     spec = ctx.host.alert_source(source)
+    settings = source_settings(ctx.config, source)
+    for item in source_options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--source-option must be KEY=VALUE, not {item!r}")
+        if key.startswith("kafka."):
+            settings.setdefault("kafka", {})[key.removeprefix("kafka.")] = value
+        else:
+            settings[key.strip()] = value
+    if path is not None:
+        settings["path"] = path
     check_reachable(bootstrap, client_config, timeout=10)
     store = open_store(db)
-    run_id = run_id or store.start_run("stream", {"source": source, "objects": objects, "seed": seed,
-                                                  "topic": topic})
+    run_id = run_id or store.start_run("stream", {
+        "source": source, "objects": objects, "seed": seed, "topic": topic, "schema": out_schema, "nights": nights,
+        "rate": rate, "options": redact_options(settings),
+    })
+    bad_inputs: list[tuple[str, str]] = []
+
+    def on_bad_input(where: str, reason: str) -> None:
+        bad_inputs.append((where, reason))
+        stderr.print(f"[yellow]skipped[/] {escape(where)}: {escape(reason)}", highlight=False)
+
+    started = time.monotonic()
+    per_topic: dict[str, dict[str, int]] = {}
     with _progress() as progress:
-        alerts = record_source(store, run_id, spec.open(objects=objects, seed=seed, class_mix=class_mix))
-        stats = stream_alerts(store, run_id, alerts, bootstrap=bootstrap, topic=topic, rate=per_second,
-                              client_config=client_config, progress=progress, hook=ctx.host.hook)
-    store.finish_run(run_id, {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed})
-    click.echo(json.dumps({"run_id": run_id, "topic": topic, "alerts": stats.alerts, "sent": stats.sent,
-                           "skipped": stats.skipped, "failed": stats.failed, "seconds": round(stats.seconds, 3)}))
-    if stats.failed:
-        raise AlertmuxError(f"{stats.failed} alerts were not acknowledged by Kafka; run again with --run {run_id}")
+        ddf: set[int] = set()
+        opened = spec.open(**{"objects": objects, "seed": seed, "class_mix": class_mix, **settings, "nights": window,
+                              "on_bad_input": on_bad_input})
+        alerts = record_source(store, run_id, opened, nights=window, ddf_objects=ddf)
+        # DESC's night-by-night mode: each night goes out (to every topic) before the next one starts.
+        batches: dict[int | None, list[dict[str, Any]]] = {}
+        for alert in alerts:
+            batches.setdefault(night_of(alert_mjd(alert)) if window else None, []).append(alert)
+        plan = [(night, routed) for night, batch in batches.items() for routed in route(batch, topic, ddf)]
+        totals: dict[str, int] = {}
+        for _, (name, part) in plan:
+            totals[name] = totals.get(name, 0) + len(part)
+        for _night, (name, part) in plan:
+            counts = per_topic.setdefault(name, {"alerts": 0, "sent": 0, "skipped": 0, "failed": 0})
+            offset = counts["alerts"]
+
+            def shifted(stage: str, done: int, _total: int | None, offset: int = offset, name: str = name) -> None:
+                if progress:
+                    progress(stage, offset + done, totals[name])
+
+            stats = stream_alerts(store, run_id, part, bootstrap=bootstrap, topic=name, rate=per_second,
+                                  client_config=client_config, progress=shifted if progress else None,
+                                  hook=ctx.host.hook, schema=out_schema, processes=processes, stage=name[-28:])
+            for key in counts:
+                counts[key] += getattr(stats, key)
+    seconds = time.monotonic() - started
+    total = {key: sum(c[key] for c in per_topic.values()) for key in ("alerts", "sent", "skipped", "failed")}
+    nights_sent = sorted(night for night in batches if night is not None)
+    summary = {"run_id": run_id, "source": source, "schema": out_schema, "topic": topic, **total,
+               "topics": per_topic, "nights": [nights_sent[0], nights_sent[-1]] if nights_sent else None,
+               "bad_inputs": len(bad_inputs), "seconds": round(seconds, 3)}
+    store.finish_run(run_id, summary)
+    store.close()
+    click.echo(json.dumps(summary))
+    if total["failed"]:
+        raise AlertmuxError(f"{total['failed']} alert(s) were not sent (see the warnings above); "
+                            f"run again with --run {run_id} to retry them")
 
 
 def _parse_rate(rate: str) -> float | None:
@@ -291,11 +365,18 @@ def listen(ctx: _Context, broker_name: str, bootstrap: str | None, topics: tuple
 # -- decode -------------------------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--broker", "broker_name", help="Decode as this broker's messages and print normalized records.")
+@click.option("--registry", help="Schema registry URL for Confluent wire-format schema ids not shipped with"
+                                 " lsst-alert-packet.")
 @click.argument("files", nargs=-1, required=True)
 @pass_ctx
-def decode(ctx: _Context, broker_name: str | None, files: tuple[str, ...]) -> None:
-    """Decode payload files (alerts or broker messages) to JSON lines on stdout."""
-    from alertmux.formats import iter_files, sniff, to_json
+def decode(ctx: _Context, broker_name: str | None, registry: str | None, files: tuple[str, ...]) -> None:
+    """Decode payload files (alerts or broker messages) to JSON lines on stdout.
+
+    The format and schema version found go to stderr. Alerts: ELAsTiCC (.avro, .avro.gz, NITE*.tar.gz; v0_9 and
+    v0_9_1), Rubin lsst.vX_Y (Confluent wire format, Avro container, JSON) and SNANA simulations: a
+    *_HEAD.FITS.gz (with its PHOT file beside it) prints {"alert": ..., "truth": ...} per alert it gives.
+    """
+    from alertmux.formats import decode_path, iter_files, to_json
     from alertmux.specs import Delivery
 
     failures = 0
@@ -317,16 +398,27 @@ def decode(ctx: _Context, broker_name: str | None, files: tuple[str, ...]) -> No
         for (scheme, label), count in sorted(ingestor.unknown_labels.items(), key=str):
             stderr.print(f"unknown label {label!r} in scheme {scheme}: {count} time(s), kept verbatim, class_id null")
     else:
-        for path, payload in iter_files(list(files)):
-            try:
-                decoded = sniff(payload)
-            except AlertmuxError as exc:
-                failures += 1
-                stderr.print(f"{path}: [red]{exc}[/]")
-                continue
-            stderr.print(f"{path}: {decoded.format}, {len(decoded.records)} record(s)")
-            for record in decoded.records:
-                click.echo(to_json(record))
+        from alertmux.sources.rubin import SchemaRegistry
+
+        client = SchemaRegistry(registry) if registry else None
+        try:
+            for path in files:
+                try:
+                    decoded = decode_path(path, registry=client)
+                except UsageError:
+                    raise
+                except AlertmuxError as exc:
+                    failures += 1
+                    stderr.print(f"{escape(path)}: [red]{escape(str(exc))}[/]", highlight=False)
+                    continue
+                version = f", {decoded.version}" if decoded.version else ""
+                stderr.print(f"{escape(path)}: {escape(decoded.format)}{escape(version)}, {len(decoded.records)} "
+                             "record(s)", highlight=False)
+                for record in decoded.records:
+                    click.echo(to_json(record))
+        finally:
+            if client is not None:
+                client.close()
     if failures:
         raise AlertmuxError(f"{failures} of {len(files)} file(s) could not be decoded")
 
@@ -387,6 +479,7 @@ def config_show(ctx: _Context) -> None:
 def main(argv: list[str] | None = None, host: PluginHost | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and an exit code."""
     host = host or PluginHost()
+    built_in = dict(cli.commands)
     host.hook.alertmux_register_commands(cli=cli)
     try:
         code = cli.main(args=argv, prog_name="alertmux", standalone_mode=False, obj=_Context(host))
@@ -403,3 +496,7 @@ def main(argv: list[str] | None = None, host: PluginHost | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        # Plugins' commands belong to this host: a later main() with another host (tests) starts clean.
+        cli.commands.clear()
+        cli.commands.update(built_in)

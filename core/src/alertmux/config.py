@@ -27,7 +27,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from alertmux.errors import ConfigError
 
@@ -53,8 +55,28 @@ class Config:
         """The librdkafka settings: the ``[kafka]`` table, then the broker's own ``kafka`` table over it."""
         merged = dict(self.data.get("kafka", {}))
         if broker:
-            merged.update(self.broker(broker).get("kafka", {}))
+            table = self.broker(broker)
+            # The typed keys (security_protocol, sasl_mechanism, username, password, ca_file) in librdkafka's words;
+            # the broker's own raw kafka table still wins over them.
+            merged.update(_typed_kafka_keys(table))
+            merged.update(table.get("kafka", {}))
         return {k: _resolve(v, f"kafka.{k}") for k, v in merged.items()}
+
+    def broker_settings(self, name: str, model: type[S] | None = None) -> S:
+        """The ``[brokers.NAME]`` table validated as ``model`` (default :class:`BrokerSettings`).
+
+        Raises:
+            ConfigError: a key has the wrong type or value; the message names the key, never the value.
+        """
+        chosen: Any = model or BrokerSettings
+        try:
+            return chosen.model_validate(self.broker(name))  # type: ignore[no-any-return]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: {e['msg']}"
+                for e in exc.errors(include_input=False, include_url=False)
+            )
+            raise ConfigError(f"[brokers.{name}] is invalid: {problems}") from None
 
     def broker(self, name: str) -> dict[str, Any]:
         """The ``[brokers.NAME]`` table (empty when absent), secrets resolved."""
@@ -64,9 +86,82 @@ class Config:
         """The ``[facilities.NAME]`` table (empty when absent), secrets resolved."""
         return _resolve_all(self.data.get("facilities", {}).get(name, {}), f"facilities.{name}")
 
+    def source(self, name: str) -> dict[str, Any]:
+        """The ``[sources.NAME]`` table (empty when absent), secrets resolved."""
+        return _resolve_all(self.data.get("sources", {}).get(name, {}), f"sources.{name}")
+
     def redacted(self) -> dict[str, Any]:
         """The configuration as written, secrets replaced: safe to print or log."""
         return _redact(self.data)
+
+
+KAFKA_SECURITY = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SASL_MECHANISM = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+
+
+class BrokerSettings(BaseModel):
+    """The typed keys every ``[brokers.NAME]`` table may hold; a plugin's ``config_model`` extends it.
+
+    Unknown keys are kept (a plugin reads its own). Secrets are :class:`pydantic.SecretStr`: their repr and
+    :meth:`redacted` show ``***``; write them as ``${ENV_VAR}`` references or set them through the environment
+    (``ALERTMUX__BROKERS__NAME__PASSWORD``), never inline.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    bootstrap: str | None = None
+    """Kafka bootstrap servers, ``host:port[,host:port]``."""
+    topics: list[str] = []
+    topic_pattern: str | None = None
+    """A regex of topic names, for brokers that create topics as they go."""
+    group: str | None = None
+    """Kafka consumer group id."""
+    security_protocol: KAFKA_SECURITY | None = None
+    sasl_mechanism: SASL_MECHANISM | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    """CA bundle for SSL/SASL_SSL (librdkafka ``ssl.ca.location``) and for HTTPS to ``api_url``."""
+    api_url: str | None = None
+    """Base URL of the broker's REST API (overrides the plugin's default)."""
+    token: SecretStr | None = None
+    """REST API token."""
+    kafka: dict[str, Any] = {}
+    """Raw librdkafka settings for this broker, applied last."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"CA file {value} does not exist")
+        return value.expanduser() if value is not None else None
+
+    def client_config(self) -> dict[str, Any]:
+        """The librdkafka settings: the typed keys in librdkafka's words, then the raw ``kafka`` table over them."""
+        config = _typed_kafka_keys(self.model_dump(exclude={"kafka"}))
+        config.update(self.kafka)
+        return config
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict fit for printing: secrets as ``***``."""
+        return _redact(self.model_dump(mode="json", exclude_none=True))
+
+
+S = TypeVar("S", bound=BrokerSettings)
+_TYPED_KAFKA = {"security_protocol": "security.protocol", "sasl_mechanism": "sasl.mechanism",
+                "username": "sasl.username", "password": "sasl.password", "ca_file": "ssl.ca.location"}
+
+
+def _typed_kafka_keys(table: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, kafka_key in _TYPED_KAFKA.items():
+        value = table.get(key)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        out[kafka_key] = str(value)
+    return out
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:

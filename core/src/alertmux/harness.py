@@ -6,6 +6,7 @@ loop (:func:`alertmux.kafka.listen`) and the same store as a production ``alertm
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -76,25 +77,48 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], client_config: Mapping[
             log.debug("topic %s already exists", topic)
 
 
-def record_source(store: Store, run_id: str, objects: Iterable[SourceObject]) -> list[dict[str, Any]]:
-    """Record the truth and photometry of a source's objects; return their alerts in time order."""
+def record_source(store: Store, run_id: str, objects: Iterable[SourceObject], *, nights: Any = None,
+                  ddf_objects: set[int] | None = None) -> list[dict[str, Any]]:
+    """Record the truth and photometry of a source's objects; return their alerts in time order.
+
+    Args:
+        store: where the run is recorded.
+        run_id: the run.
+        objects: what the source yields; alerts may be ELAsTiCC or Rubin records (the store gets the fields it
+            reads from either).
+        nights: an :class:`alertmux.sources.Nights` window: alerts of other nights are neither recorded nor
+            returned (every object's truth still is).
+        ddf_objects: when given, the ids of the deep-drilling objects (``SourceObject.ddf``) are added to it, for
+            routing to DESC's ddf-full/ddf-limited topics.
+    """
+    from alertmux.sources import alert_mjd, object_id_of
+    from alertmux.sources.streaming import store_view
+
     alerts: list[dict[str, Any]] = []
-    batch: list[SourceObject] = []
+    truths: list[TruthRow] = []
+    batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        truths = [TruthRow(t.dia_object_id, t.class_id, t.gentype, t.peak_mjd, t.redshift)
-                  for t in (o.truth for o in batch) if t is not None]
-        store.record_objects(run_id, truths, [a for o in batch for a in o.alerts])
+        store.record_objects(run_id, truths, [store_view(a) for a in batch])
+        truths.clear()
         batch.clear()
 
     for obj in objects:
-        batch.append(obj)
-        alerts.extend(obj.alerts)
-        if len(batch) >= 500:
+        kept = [a for a in obj.alerts if nights is None or nights.has_mjd(alert_mjd(a))]
+        if obj.truth is not None:
+            t = obj.truth
+            truths.append(TruthRow(t.dia_object_id, t.class_id, t.gentype, t.peak_mjd, t.redshift))
+        if obj.ddf and ddf_objects is not None:
+            ddf_objects.update(i for i in (object_id_of(a) for a in obj.alerts) if i is not None)
+            if obj.truth is not None:
+                ddf_objects.add(obj.truth.dia_object_id)
+        batch.extend(kept)
+        alerts.extend(kept)
+        if len(batch) >= 5000 or len(truths) >= 500:
             flush()
     flush()
     # The survey sends alerts as it observes: in time order across objects.
-    alerts.sort(key=lambda a: a["diaSource"]["midPointTai"])
+    alerts.sort(key=alert_mjd)
     return alerts
 
 
@@ -110,20 +134,32 @@ def stream_alerts(
     progress: Progress | None = None,
     hook: Any = None,
     payloads: Sequence[bytes] | None = None,
+    schema: str = "elasticc.v0_9_1",
+    processes: int | None = None,
+    stage: str = "stream",
 ) -> StreamStats:
-    """Send alerts as schemaless ``elasticc.v0_9_1`` Avro, keyed by diaObjectId, recording when each was acked.
+    """Send alerts to ``topic``, keyed by diaObjectId, recording when Kafka acknowledged each one.
+
+    Alerts are re-encoded to ``schema``: ``elasticc.v0_9_1`` as schemaless Avro, or ``lsst.vX_Y`` in the
+    Confluent wire format with Rubin's schema id (see :mod:`alertmux.sources.streaming`). ``payloads``, when
+    given, are the alerts already encoded (see :func:`encode_alerts`); otherwise they are encoded on every core
+    while the first ones are already being sent.
 
     The sent time is the moment Kafka acknowledged that alert (its delivery report), per alert and topic; DESC
     stamped whole flushes of up to 1000 alerts, which biases turnaround by up to a flush. Alerts already
-    acknowledged on this topic in this run are skipped, so a restarted stream resumes. ``payloads``, when
-    given, are the alerts already encoded (see :func:`encode_alerts`).
+    acknowledged on this topic in this run are skipped before encoding, so a restarted stream resumes. An alert
+    that cannot be encoded, or that Kafka refuses, is logged and counted in ``failed``; the stream goes on.
     """
+    from alertmux.sources import alert_id_of, object_id_of
+
     already = store.sent_alert_ids(run_id, topic)
-    if payloads is None:
-        payloads = encode_alerts(alerts)
-    pending_pairs = [(a, p) for a, p in zip(alerts, payloads, strict=True) if a["alertId"] not in already]
+    pending = [i for i, a in enumerate(alerts) if alert_id_of(a) not in already]
+    stats = StreamStats(alerts=len(alerts), skipped=len(alerts) - len(pending))
+    if payloads is not None:
+        encoded: Iterator[bytes | str] = (payloads[i] for i in pending)
+    else:  # before the producer exists: the encoder forks, and librdkafka's threads must not be running then
+        encoded = _encode_stream([alerts[i] for i in pending], schema, processes)
     producer = make_producer(bootstrap, client_config)
-    stats = StreamStats(alerts=len(alerts))
     acked: list[tuple[int, int]] = []
 
     def on_delivery(alert_id: int, err: Any, _msg: Any) -> None:
@@ -150,51 +186,117 @@ def stream_alerts(
             if hook is not None:
                 hook.alertmux_alerts_sent(store=store, run_id=run_id, topic=topic, alert_ids=[a for a, _ in done])
 
-    stats.skipped = len(alerts) - len(pending_pairs)
     started = time.monotonic()
-    for i, (alert, payload) in enumerate(pending_pairs):
-        if rate:
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        # Keyed by object so that, on a partitioned topic, an object's alerts stay in order.
-        key = str(alert["diaSource"]["diaObjectId"]).encode()
-        while True:
-            try:
-                producer.produce(topic, payload, key=key, on_delivery=partial(on_delivery, alert["alertId"]))
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                producer.poll(0.1)
-        drain()
-        if progress and i % 200 == 0:
-            progress("stream", i, len(pending_pairs))
-    drain(force=True)
+    try:
+        for n, (i, payload) in enumerate(zip(pending, encoded, strict=True)):
+            alert = alerts[i]
+            alert_id = alert_id_of(alert)
+            if isinstance(payload, str):
+                stats.failed += 1
+                log.warning("alert %s cannot be encoded as %s, not sent: %s", alert_id, schema, payload)
+                continue
+            if rate:
+                delay = started + n / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            # Keyed by object so that, on a partitioned topic, an object's alerts stay in order.
+            object_id = object_id_of(alert)
+            key = None if object_id is None else str(object_id).encode()
+            while True:
+                try:
+                    producer.produce(topic, payload, key=key, on_delivery=partial(on_delivery, alert_id))
+                    break
+                except BufferError:  # local queue full: let deliveries drain, then retry
+                    producer.poll(0.1)
+            drain()
+            if progress and n % 200 == 0:
+                progress(stage, n, len(pending))
+        drain(force=True)
+    finally:
+        close = getattr(encoded, "close", None)
+        if close is not None:
+            close()  # stops the encoding processes if the stream ended early
     stats.seconds = time.monotonic() - started
     if progress:
-        progress("stream", len(pending_pairs), len(pending_pairs))
+        progress(stage, len(pending), len(pending))
     return stats
 
 
-def _encode_chunk(chunk: list[dict[str, Any]]) -> list[bytes]:
-    schema = load_schema("elasticc.v0_9_1.alert")
-    return [schemaless_encode(alert, schema) for alert in chunk]
+_ENCODE_JOB: list[Any] = []
+"""(alerts, schema) of the encoding in progress: set just before the pool forks, so workers inherit it."""
+_ENCODE_LOCK = threading.Lock()
 
 
-def encode_alerts(alerts: Sequence[dict[str, Any]], processes: int | None = None) -> list[bytes]:
-    """Encode alerts as schemaless ``elasticc.v0_9_1`` Avro before sending, on every core.
+def _encode_one(alert: dict[str, Any], schema: str) -> bytes | str:
+    from alertmux.sources import schema_of
+    from alertmux.sources.streaming import encode
 
-    fastavro encodes a full alert in about a millisecond of one core (alerts_perf.md: ~255 full-size Rubin
-    alerts/s), so encoding while sending would make the streamer, not Kafka, set the pace; like Rubin's own
-    simulator we encode first, then send at the requested rate.
-    Call it before starting threads: the pool forks.
+    try:
+        if schema == "elasticc.v0_9_1" and schema_of(alert) == schema:
+            return schemaless_encode(alert, load_schema("elasticc.v0_9_1.alert"))
+        return encode(alert, schema)
+    except Exception as exc:  # noqa: BLE001 - reported per alert by the caller; one bad alert stops nothing
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _encode_range(bounds: tuple[int, int]) -> list[bytes | str]:
+    alerts, schema = _ENCODE_JOB
+    return [_encode_one(alerts[i], schema) for i in range(*bounds)]
+
+
+def _encode_stream(alerts: Sequence[dict[str, Any]], schema: str = "elasticc.v0_9_1",
+                   processes: int | None = None) -> Iterator[bytes | str]:
+    """Payloads of ``alerts`` in order (an error message instead of a payload for an alert that would not encode).
+
+    With several processes the pool is forked here, before the caller starts any thread, and the workers
+    inherit the alerts (nothing is pickled to them); payloads come back chunk by chunk, in order, so sending
+    starts after the first chunk instead of after the last.
     """
     processes = processes or os.cpu_count() or 1
-    if processes == 1 or len(alerts) < 2000:
-        return _encode_chunk(list(alerts))
-    size = max(200, len(alerts) // (processes * 8))
-    chunks = [list(alerts[i : i + size]) for i in range(0, len(alerts), size)]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        return [payload for encoded in pool.imap(_encode_chunk, chunks) for payload in encoded]
+    if processes == 1 or len(alerts) < 500:
+        return (_encode_one(alert, schema) for alert in alerts)
+    size = max(50, min(500, len(alerts) // (processes * 8)))
+    with _ENCODE_LOCK:
+        _ENCODE_JOB[:] = [alerts, schema]
+        gc.freeze()  # the children never collect the parent's objects (librdkafka handles among them)
+        try:
+            pool = multiprocessing.get_context("fork").Pool(processes)
+        finally:
+            gc.unfreeze()
+            _ENCODE_JOB.clear()
+    chunks = pool.imap(_encode_range, [(i, min(i + size, len(alerts))) for i in range(0, len(alerts), size)])
+
+    def payloads() -> Iterator[bytes | str]:
+        try:
+            for chunk in chunks:
+                yield from chunk
+        finally:
+            pool.terminate()
+            pool.join()
+
+    return payloads()
+
+
+def encode_alerts(alerts: Sequence[dict[str, Any]], processes: int | None = None, *,
+                  schema: str = "elasticc.v0_9_1") -> list[bytes]:
+    """Encode alerts for ``schema`` before sending, on every core.
+
+    ``elasticc.v0_9_1`` gives schemaless Avro; ``lsst.vX_Y`` the Confluent wire format. Alerts of another schema
+    than the output one (ELAsTiCC v0_9, Rubin records) are converted first. fastavro encodes a full-size Rubin
+    alert in about 4 ms of one core (alerts_perf.md: ~255 alerts/s), so encoding while sending would make the
+    streamer, not Kafka, set the pace; like Rubin's own simulator we can encode first, then send at the
+    requested rate. Call it before starting threads: the pool forks.
+
+    Raises:
+        UsageError: when an alert cannot be encoded (its id and the reason are given).
+    """
+    from alertmux.sources import alert_id_of
+
+    payloads = list(_encode_stream(alerts, schema, processes))
+    for alert, payload in zip(alerts, payloads, strict=True):
+        if isinstance(payload, str):
+            raise UsageError(f"alert {alert_id_of(alert)} cannot be encoded as {schema}: {payload}")
+    return payloads  # type: ignore[return-value]  # every entry was checked to be bytes
 
 
 def _iter_progress(items: Iterable[SourceObject], total: int, progress: Progress | None) -> Iterator[SourceObject]:
@@ -236,6 +338,13 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
         payloads = encode_alerts(alerts)
         topics = [alert_topic] + [t for spec in emulated.values() for t in spec.emulator.output_topics(run_id)]
         ensure_topics(bootstrap, topics, client_config)
+        # Emulators that push (AMPEL's) PUT to an in-process `alertmux serve`, which stores what they send.
+        pushing = {n for n, s in emulated.items() if s.push is not None and not s.emulator.output_topics(run_id)}
+        push_options: dict[str, str] = {}
+        if pushing:
+            from alertmux.serve import push_endpoint
+
+            push_options = stack.enter_context(push_endpoint(host, options.db, run_id))
 
         streaming_done = threading.Event()
         sent_count: list[int | None] = [None]
@@ -258,12 +367,18 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
             ctx = EmulatorContext(
                 bootstrap=bootstrap, alert_topics=(alert_topic,), store=open_store(options.db), run_id=run_id,
                 client_config=client_config, stop=streaming_done.is_set,
-                expected_alerts=lambda: sent_count[0], options={"seed": options.seed, **options.emulator_options},
+                expected_alerts=lambda: sent_count[0],
+                options={"seed": options.seed, **options.emulator_options, **(push_options if name in pushing else {})},
             )
             workers.append(threading.Thread(target=guarded(lambda s=spec, c=ctx: s.emulator.run(c)),
                                             name=f"emulator-{name}", daemon=True))
-            ingestor = Ingestor(host, name, open_store(options.db), run_id)
             listen_stats[name] = ListenStats()
+            if name in pushing:  # nothing to consume: wait for the endpoint to have stored the answers
+                workers.append(threading.Thread(target=guarded(lambda n=name: _await_pushed(
+                    n, options.db, run_id, listen_stats, expected, streaming_done, options.drain_timeout, errors,
+                    progress, ready.release)), name=f"await-{name}", daemon=True))
+                continue
+            ingestor = Ingestor(host, name, open_store(options.db), run_id)
             listen_options = ListenOptions(
                 bootstrap=bootstrap, topics=spec.emulator.output_topics(run_id), group_id=f"alertmux-demo-{run_id}",
                 start="earliest", client_config=client_config,
@@ -310,6 +425,33 @@ def _track(name: str, stats: ListenStats, table: dict[str, ListenStats], expecte
     table[name] = stats
     if progress:
         progress(f"classify {name}", stats.consumed, expected.get(name))
+
+
+def _await_pushed(name: str, db: Path, run_id: str, table: dict[str, ListenStats], expected: dict[str, int],
+                  streaming_done: threading.Event, drain_timeout: float, errors: list[BaseException],
+                  progress: Progress | None, ready: Callable[[], None]) -> None:
+    """Follow what a pushing emulator's messages added to the store, until all are in (or they stop coming)."""
+    store = open_store(db)
+    stats = table[name]
+    ready()  # nothing to be assigned: the stream may start
+    try:
+        while not errors:
+            count = store.count_messages(name, run_id)  # type: ignore[attr-defined]
+            if count != stats.consumed:
+                stats.consumed = stats.stored = count
+                stats.last_message = time.monotonic()
+                if progress:
+                    progress(f"classify {name}", count, expected.get(name))
+            if streaming_done.is_set() and name in expected:
+                if stats.consumed >= expected[name]:
+                    return
+                if time.monotonic() - (stats.last_message or stats.started) > drain_timeout:
+                    log.warning("%s: %d of %d answers arrived before the drain timeout", name, stats.consumed,
+                                expected[name])
+                    return
+            time.sleep(0.1)
+    finally:
+        store.close()
 
 
 def _until_answered(name: str, table: dict[str, ListenStats], expected: dict[str, int], streaming_done: threading.Event,

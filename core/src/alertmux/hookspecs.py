@@ -16,7 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from alertmux.specs import AlertSourceSpec, BrokerSpec, FacilitySpec, NormalizerSpec
+    from alertmux.specs import AlertSourceSpec, BrokerSpec, FacilitySpec, FollowupStrategySpec, NormalizerSpec
     from alertmux.store import Store
 
 PROJECT = "alertmux"
@@ -84,6 +84,27 @@ class AlertmuxSpecs:
 
         Returns:
             An iterable of :class:`~alertmux.specs.FacilitySpec`.
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def alertmux_followup_strategies(self) -> Iterable[FollowupStrategySpec]:
+        """Register follow-up ranking strategies that ``alertmux followup rank --strategy NAME`` can run.
+
+        A strategy gets every candidate object (its averaged class probabilities, light-curve summary, position and
+        spectroscopic exposure times for a 4 m and an 8 m telescope) and returns the ones it picks, best first, each
+        with a score and a reason; the core stores the ranking and assigns priorities 1-5 where the strategy left
+        them out. The built-in ``near-peak`` and ``uncertainty`` (RESSPECT's uncertainty sampling within a
+        telescope-time budget) come through this hook too.
+
+        Returns:
+            An iterable of :class:`~alertmux.specs.FollowupStrategySpec`; names must be unique across plugins.
+
+        Example:
+            >>> @hookimpl
+            ... def alertmux_followup_strategies():
+            ...     yield FollowupStrategySpec(name="brightest", description="...", rank=brightest_first)
 
         .. versionadded:: 0.1
         """

@@ -142,12 +142,26 @@ def listen(
                     reset_done.add((p.topic, p.partition))
         # Offsets edited above take effect only through an explicit assign; cooperative adds to the assignment.
         (c.incremental_assign if cooperative else c.assign)(partitions)
+        if partitions:
+            log.info("partitions assigned: %s", _names(partitions))
         if partitions and not assigned_at:
             assigned_at.append(time.monotonic())
         if on_assigned is not None and partitions:
             on_assigned()
 
-    consumer.subscribe(subscription, on_assign=on_assign)
+    def on_revoke(c: Consumer, partitions: list[KafkaPartition]) -> None:
+        # Before partitions go to another member, commit what is stored (only stored = in the database), so the
+        # new owner starts right after it instead of redelivering what auto-commit had not sent yet.
+        if partitions:
+            _commit_stored(c, "before a rebalance")
+            log.info("partitions revoked: %s", _names(partitions))
+
+    def on_lost(c: Consumer, partitions: list[KafkaPartition]) -> None:
+        # Lost, not revoked (the session timed out): another member may own them already, and a commit from here
+        # could rewind it. Without this callback librdkafka would call on_revoke.
+        log.warning("partitions lost (the group session timed out): %s", _names(partitions))
+
+    consumer.subscribe(subscription, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
     log.info("listening to %s for broker %s on %s", subscription, ingestor.broker, options.bootstrap)
     stats = ListenStats()
     try:
@@ -169,13 +183,21 @@ def listen(
                 if time.monotonic() - idle_since >= options.idle_exit:
                     break
     finally:
-        try:
-            consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("final offset commit failed (the next start will redeliver): %s", _kafka_reason(exc))
+        _commit_stored(consumer, "final")
         consumer.close()
     return stats
+
+
+def _names(partitions: list[KafkaPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
+
+
+def _commit_stored(consumer: Consumer, which: str) -> None:
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            log.warning("%s offset commit failed (what it covered will be redelivered): %s", which, _kafka_reason(exc))
 
 
 def _handle_batch(consumer: Consumer, ingestor: Ingestor, batch: list[Message], stats: ListenStats, hook: Any) -> None:
@@ -214,7 +236,15 @@ def _handle_batch(consumer: Consumer, ingestor: Ingestor, batch: list[Message], 
         except Exception:  # noqa: BLE001 - a plugin's event handler must not stop ingestion
             log.exception("alertmux_classifications_stored hook failed")
     if offsets:
-        consumer.store_offsets(offsets=[KafkaPartition(t, p, o) for (t, p), o in offsets.items()])
+        try:
+            # librdkafka stores the offsets of partitions still assigned and skips the others.
+            consumer.store_offsets(offsets=[KafkaPartition(t, p, o) for (t, p), o in offsets.items()])
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:
+                raise
+            # Every partition of the batch was revoked while it was in hand: their new owner redelivers these
+            # messages and the store's unique keys make that a no-op.
+            log.info("offsets of a batch not stored: its partitions were revoked meanwhile")
 
 
 def _consumer_config(broker: str, options: ListenOptions) -> dict[str, Any]:

@@ -50,6 +50,8 @@ from alertmux.taxonomy import ELASTICC2, taxonomy
 if TYPE_CHECKING:
     import pandas as pd
 
+    from alertmux.scoring_pg import PostgresScoring
+
 Level = Literal["leaf", "category"]
 LEVELS: tuple[Level, ...] = ("leaf", "category")
 MATRIX_KINDS = ("last", "after3", "best")
@@ -366,15 +368,18 @@ def _ensure_math_functions(conn: sqlite3.Connection) -> None:
         conn.create_function("floor", 1, math.floor, deterministic=True)
 
 
-def open_scoring(db: str | Path, run_id: str | None = None) -> SqliteScoring:
-    """Open the scoring of an existing store (a path or ``sqlite:///path``).
+def open_scoring(db: str | Path, run_id: str | None = None) -> SqliteScoring | PostgresScoring:
+    """Open the scoring of an existing store (a path, ``sqlite:///path`` or ``postgresql://...``).
 
     Raises:
-        UsageError: The database does not exist, or is a PostgreSQL URL (no backend yet).
+        UsageError: The database does not exist (or cannot be reached).
     """
     text = str(db)
-    if text.startswith(("postgresql://", "postgres://")):
-        raise UsageError("PostgreSQL scoring is not available in this version; use a SQLite path")
+    if text.startswith(("postgresql:/", "postgres:/")):
+        from alertmux.scoring_pg import open_postgres_scoring
+        from alertmux.store_pg import restore_url
+
+        return open_postgres_scoring(restore_url(text), run_id)
     path = Path(text.removeprefix("sqlite:///"))
     if not path.is_file():
         raise UsageError(f"no database at {path}")

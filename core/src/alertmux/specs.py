@@ -72,6 +72,64 @@ class KafkaTransport:
 
 
 @dataclass(frozen=True, slots=True)
+class RestPage:
+    """One page of a REST poll: raw payloads to decode, and where the next poll resumes once they are stored."""
+
+    payloads: Sequence[tuple[bytes, Delivery]]
+    cursor: str | None = None
+    """Saved (per broker and stream) after the payloads are committed; None keeps the previous one."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestContext:
+    """What a REST poller gets from the core (:mod:`alertmux.rest`): HTTP with retries, settings, its cursor."""
+
+    base_url: str
+    get_json: Callable[..., Any]
+    """``get_json(path, params=None, *, missing_ok=False)``: GET ``base_url/path`` with the core's timeouts and
+    retries (429 and 5xx, honouring Retry-After) and return the parsed JSON; a 404 returns None with
+    ``missing_ok``, any other failure raises :class:`alertmux.errors.AlertmuxError` with a plain reason."""
+    cursor: str | None = None
+    """Where the previous poll stopped (None on the first one)."""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """The broker's ``[brokers.NAME]`` table, secrets resolved."""
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True, slots=True)
+class RestTransport:
+    """A broker's REST API that ``alertmux poll`` reads incrementally.
+
+    ``poll(ctx)`` yields pages from ``ctx.cursor`` on; the core decodes each payload with ``decode``, stores the
+    rows (idempotently: REST data without an alert id is keyed by content hash), then saves the page's cursor.
+    """
+
+    poll: Callable[[RestContext], Iterable[RestPage]]
+    decode: Decoder
+    base_url: str = ""
+    """Default API base URL (``[brokers.NAME] api_url`` overrides it)."""
+    interval: float = 300.0
+    """Seconds between polls."""
+    probe: Callable[[RestContext], str] | None = None
+    """A cheap request for ``alertmux check``: returns what it saw in one line, raises with the reason."""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PushTransport:
+    """A broker that pushes ELAsTiCC brokerClassification JSON to ``alertmux serve`` (as AMPEL did to the DESC TOM).
+
+    ``alertmux serve`` routes each pushed item to the broker whose ``broker_names`` holds the item's
+    ``brokerName`` (case-insensitive), and to the built-in ``elasticc`` broker otherwise.
+    """
+
+    decode: Decoder
+    """Decodes one pushed item (its JSON bytes) into messages."""
+    broker_names: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class EmulatorContext:
     """What an emulator gets from the harness."""
 
@@ -100,6 +158,20 @@ class EmulatorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SamplePayload:
+    """One payload as a broker sends it (captured with ``alertmux record``, or synthesized from its schema)."""
+
+    name: str
+    payload: bytes
+    decoder: str | None = None
+    """The decoder that reads it: a key of ``BrokerSpec.decoders`` or ``"kafka"``; None tries them all in order."""
+    origin: str = ""
+    """Where it comes from ("captured from topic T on 2026-01-05", "synthesized from schema S"), for reviewers."""
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerSpec:
     """A broker: how to consume it, its configuration and, optionally, an emulator."""
 
@@ -111,6 +183,13 @@ class BrokerSpec:
     config_model: type[BaseModel] | None = None
     emulator: EmulatorSpec | None = None
     homepage: str = ""
+    samples: Callable[[], Iterable[SamplePayload]] | None = None
+    """Payloads the broker really sends, shipped with the plugin; loaded only by tests and ``alertmux conformance``,
+    which decode every one of them. A callable, so that importing the plugin reads no files."""
+    rest: RestTransport | None = None
+    """A REST API polled by ``alertmux poll --broker NAME``."""
+    push: PushTransport | None = None
+    """Messages the broker pushes to ``alertmux serve``; an emulator with no output topics pushes there too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +243,12 @@ class SourceObject:
     """One object's alerts as a source yields them, with its truth when the source knows it."""
 
     alerts: Sequence[dict[str, Any]]
-    """``elasticc.v0_9_1`` alert records, in time order."""
+    """Alert records as decoded, in time order: ``elasticc.v0_9_1`` (the simulator's), ``elasticc.v0_9`` or Rubin
+    ``lsst.vX_Y``; the streamer tells them apart by their fields and re-encodes them to the output schema."""
     truth: SimulatedTruth | None = None
+    ddf: bool = False
+    """A deep-drilling-field object: with a ``{part}`` topic its alerts go to ``ddf-full`` (365 days of history)
+    and ``ddf-limited`` (30 days), as DESC sent them, instead of ``wfd``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +263,16 @@ class AlertSourceSpec:
 
 @dataclass(frozen=True, slots=True)
 class FacilitySpec:
-    """A follow-up facility (telescope) adapter: the verbs of an observation request's life."""
+    """A follow-up facility (telescope) adapter: the verbs of an observation request's life.
+
+    Every verb takes the facility's settings first (an instance of ``config_model``, built from the
+    ``[facilities.NAME]`` table) and works with the types of :mod:`alertmux.followup.models`:
+    ``validate(settings, request) -> Validation`` (a dry run: what would be sent and what the facility thinks of
+    it), ``submit(settings, request) -> Submission``, ``status(settings, records) -> list[StatusUpdate]`` (every
+    open record at once, in as few calls as the facility allows), ``cancel(settings, record) -> StatusUpdate``,
+    ``data_products(settings, record) -> list[DataProduct]``, ``lookup(settings, name) -> Submission | None`` and
+    ``instruments(settings) -> dict``.
+    """
 
     name: str
     description: str
@@ -191,6 +283,92 @@ class FacilitySpec:
     """None where the facility offers no cancel (a Gemini ToO trigger)."""
     data_products: Callable[..., Any] | None = None
     config_model: type[BaseModel] | None = None
+    lookup: Callable[..., Any] | None = None
+    """Finds a request the facility already holds by the unique name alertmux gave it, so that a retried or repeated
+    submit never creates a second one. None where the facility cannot be asked: an ambiguous failure (a timeout
+    after the request was sent) is then never retried automatically, and the user is told."""
+    instruments: Callable[..., Any] | None = None
+    """What the facility offers right now (an OCS portal's ``/api/instruments/``), for ``alertmux followup``."""
+    emulator: Callable[..., Any] | None = None
+    """Starts a loopback stand-in of the facility: ``emulator(**options)`` is a context manager yielding the settings
+    (a mapping) that point the facility's verbs at it. Used by the tests and ``alertmux demo --followup``."""
+    aperture_m: float | None = None
+    """Primary mirror diameter in metres: exposure times are computed from magnitudes with it."""
+    cancel_scope: Literal["request", "group"] = "request"
+    """What a cancel takes down: the one request, or its whole group (an OCS requestgroup)."""
+    status_api: bool = True
+    """False where the facility reports nothing back (a Gemini ToO trigger): records stay ``submitted``."""
+    homepage: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupCandidate:
+    """One object as a follow-up ranking strategy sees it, as of ``mjd_now``.
+
+    Built by :mod:`alertmux.followup.candidates` from the stored classifications (the latest message of each
+    classifier for the object, spectroscopic ones excluded) and the stored light curve (difference flux, nJy).
+    """
+
+    dia_object_id: int
+    mjd_now: float
+    probabilities: Mapping[int, float]
+    """ELAsTiCC2 class id -> probability, averaged over the classifiers that classified the object."""
+    classifiers: int
+    """How many classifiers the probabilities average."""
+    ra: float | None = None
+    dec: float | None = None
+    n_detections: int = 0
+    last_mjd: float | None = None
+    """Time of the latest detection."""
+    last_mag: float | None = None
+    """AB magnitude of the latest detection (the flux of a detection is positive)."""
+    last_band: str | None = None
+    peak_mag: float | None = None
+    """Brightest magnitude measured so far in ``last_band``."""
+    peak_mjd: float | None = None
+    rising: bool | None = None
+    """Whether the latest point in ``last_band`` is brighter than the previous one by more than 1 sigma (None: too
+    few points)."""
+    exposure_s: Mapping[str, float | None] = field(default_factory=dict)
+    """Telescope class (``"4m"``, ``"8m"``) -> exposure time for a spectrum at the ranking's S/N; None: not
+    feasible (over two hours), as RESSPECT marks it."""
+
+    def probability(self, class_id: int) -> float:
+        """The probability of ``class_id`` or any class below it in the ELAsTiCC2 tree (2220 sums every SN-like)."""
+        from alertmux.taxonomy import ELASTICC2, taxonomy
+
+        tax = taxonomy(ELASTICC2)
+        return sum(
+            p for c, p in self.probabilities.items() if c == class_id or (c in tax and class_id in tax.ancestors(c))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupPick:
+    """One object a strategy chose, best first in the list it returns."""
+
+    dia_object_id: int
+    score: float
+    reason: str
+    """Why, in a line a person reads: the numbers the decision used."""
+    priority: int | None = None
+    """1 (most urgent) to 5; None lets the core assign it from the rank (see :mod:`alertmux.followup.ranking`)."""
+    telescope: str | None = None
+    """The telescope class whose budget the pick uses (``"4m"``, ``"8m"``), when the strategy budgets time."""
+    exposure_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupStrategySpec:
+    """A follow-up ranking strategy: candidates in, picks out (best first)."""
+
+    name: str
+    description: str
+    rank: Callable[[Sequence[FollowupCandidate], Any], Iterable[FollowupPick]]
+    """``rank(candidates, options)``: ``options`` is an ``options_model`` instance (or a dict without one)."""
+    options_model: type[BaseModel] | None = None
+    reference: str = ""
+    """The method it follows (a paper, a repository path)."""
 
 
 CommandRegistrar = Callable[["click.Group"], None]

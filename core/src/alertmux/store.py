@@ -138,10 +138,13 @@ class Store(Protocol):
 
 
 def open_store(url: str | Path) -> Store:
-    """Open a store from a path or URL (``sqlite:///path`` or a plain path)."""
+    """Open a store from a path or URL (``sqlite:///path``, a plain path, or ``postgresql://...``)."""
     text = str(url)
-    if text.startswith(("postgresql://", "postgres://")):
-        raise UsageError("the PostgreSQL store is not available in this version; use a SQLite path")
+    if text.startswith(("postgresql:/", "postgres:/")):
+        from alertmux.store_pg import PostgresStore, restore_url
+
+        # restore_url: a URL that went through pathlib (click.Path options) lost one slash of "//".
+        return PostgresStore(restore_url(text))
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     return SqliteStore(Path(text))
@@ -240,7 +243,64 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (("0001_initial", _create_v1),)
+def _create_followup(db: sqlite_utils.Database) -> None:
+    # Follow-up (alertmux.followup): positions, stored rankings, observation requests with their parts (an OCS
+    # requestgroup's requests) and history, data products and the spectroscopic classifications reported back.
+    # One statement at a time: executescript() would COMMIT the migration's transaction first.
+    statements = """
+        CREATE TABLE followup_positions (dia_object_id INTEGER PRIMARY KEY, ra REAL NOT NULL, dec REAL NOT NULL,
+            recorded_ms INTEGER);
+        CREATE TABLE followup_rankings (ranking_id INTEGER PRIMARY KEY, created_ms INTEGER NOT NULL,
+            strategy TEXT NOT NULL, options TEXT, mjd_now REAL, candidates INTEGER, run_id TEXT);
+        CREATE TABLE followup_ranked (ranking_id INTEGER NOT NULL REFERENCES followup_rankings, rank INTEGER NOT NULL,
+            dia_object_id INTEGER NOT NULL, priority INTEGER NOT NULL, score REAL, reason TEXT, telescope TEXT,
+            exposure_s REAL, ra REAL, dec REAL, last_mag REAL, last_band TEXT,
+            PRIMARY KEY (ranking_id, dia_object_id));
+        CREATE TABLE followup_requests (request_id INTEGER PRIMARY KEY, facility TEXT NOT NULL, proposal TEXT,
+            name TEXT NOT NULL, dia_object_id INTEGER, ranking_id INTEGER, priority INTEGER, state TEXT NOT NULL,
+            native_state TEXT, facility_id TEXT, url TEXT, payload TEXT, response TEXT, duration_s REAL,
+            exposure_s REAL, created_ms INTEGER NOT NULL, submitted_ms INTEGER, updated_ms INTEGER,
+            closed_ms INTEGER, detail TEXT, UNIQUE (facility, name));
+        CREATE INDEX followup_requests_by_state ON followup_requests (state, facility);
+        CREATE INDEX followup_requests_by_object ON followup_requests (dia_object_id);
+        CREATE TABLE followup_request_parts (request_id INTEGER NOT NULL REFERENCES followup_requests,
+            part_id TEXT NOT NULL, state TEXT NOT NULL, native_state TEXT, updated_ms INTEGER,
+            PRIMARY KEY (request_id, part_id));
+        CREATE TABLE followup_events (event_id INTEGER PRIMARY KEY, request_id INTEGER NOT NULL
+            REFERENCES followup_requests, part_id TEXT, at_ms INTEGER NOT NULL, state TEXT, native_state TEXT,
+            detail TEXT);
+        CREATE INDEX followup_events_by_request ON followup_events (request_id, at_ms);
+        CREATE TABLE followup_products (request_id INTEGER NOT NULL REFERENCES followup_requests,
+            product_id TEXT NOT NULL, filename TEXT, url TEXT, created TEXT, kind TEXT, local_path TEXT,
+            fetched_ms INTEGER, PRIMARY KEY (request_id, product_id));
+        CREATE TABLE followup_spectra (spectrum_id INTEGER PRIMARY KEY, dia_object_id INTEGER NOT NULL,
+            facility TEXT NOT NULL, mjd REAL NOT NULL, redshift REAL, class_id INTEGER NOT NULL, request_id INTEGER,
+            message_id INTEGER, reported_ms INTEGER NOT NULL, UNIQUE (dia_object_id, facility, mjd));
+        """
+    for statement in statements.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _create_access(db: sqlite_utils.Database) -> None:
+    # alertmux serve's users and credentials (API tokens, login sessions), and the REST pollers' cursors. Only salted
+    # hashes of passwords and credentials are stored (alertmux.serve hashes them).
+    statements = """
+        CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_ms INTEGER NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1);
+        CREATE TABLE credentials (credential_id TEXT PRIMARY KEY, kind TEXT NOT NULL,
+            username TEXT NOT NULL REFERENCES users ON DELETE CASCADE, salt TEXT NOT NULL, digest TEXT NOT NULL,
+            created_ms INTEGER NOT NULL, expires_ms INTEGER, last_used_ms INTEGER);
+        CREATE INDEX credentials_by_user ON credentials (username, kind);
+        CREATE TABLE rest_cursors (broker TEXT NOT NULL, stream TEXT NOT NULL, cursor TEXT,
+            updated_ms INTEGER NOT NULL, PRIMARY KEY (broker, stream));
+        """
+    for statement in statements.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS = (("0001_initial", _create_v1), ("0002_followup", _create_followup), ("0003_access", _create_access))
 """Ordered, append-only: a migration, once released, is never edited."""
 
 
@@ -473,6 +533,111 @@ class SqliteStore:
             params,
         ).fetchone()
         return row[0], row[1]
+
+    # -- serve: users and credentials (alertmux.serve hashes; only hashes are stored) ---------------------------
+    def add_user(self, username: str, password_hash: str, *, replace: bool = False) -> None:
+        """Create a user (or, with ``replace``, set an existing user's password hash)."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            self.conn.execute(f"{verb} INTO users (username, password_hash, created_ms) VALUES (?, ?, ?)",
+                              (username, password_hash, now_ms()))
+        except sqlite3.IntegrityError:
+            raise UsageError(f"user {username!r} already exists") from None
+
+    def user_password_hash(self, username: str) -> str | None:
+        """The password hash of an active user, or None when there is no such user."""
+        row = self.conn.execute("SELECT password_hash FROM users WHERE username = ? AND active = 1",
+                                (username,)).fetchone()
+        return row[0] if row else None
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user with its number of API tokens (no hashes)."""
+        rows = self.conn.execute(
+            "SELECT u.username, u.created_ms, u.active, COUNT(c.credential_id) FROM users u LEFT JOIN credentials c"
+            " ON c.username = u.username AND c.kind = 'token' GROUP BY u.username ORDER BY u.username"
+        )
+        return [{"username": r[0], "created_ms": r[1], "active": bool(r[2]), "tokens": r[3]} for r in rows]
+
+    def delete_user(self, username: str) -> bool:
+        """Remove a user and its credentials; False when there was none."""
+        with self._transaction():
+            self.conn.execute("DELETE FROM credentials WHERE username = ?", (username,))
+            return self.conn.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount > 0
+
+    def add_credential(self, credential_id: str, kind: str, username: str, salt: str, digest: str,
+                       expires_ms: int | None = None) -> None:
+        """Store a credential (an API token or a login session) as its id and a salted digest of its secret."""
+        self.conn.execute(
+            "INSERT INTO credentials (credential_id, kind, username, salt, digest, created_ms, expires_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (credential_id, kind, username, salt, digest, now_ms(), expires_ms),
+        )
+
+    def credential(self, credential_id: str, kind: str) -> tuple[str, str, str, int | None] | None:
+        """(username, salt, digest, expires_ms) of a credential of an active user, or None."""
+        row = self.conn.execute(
+            "SELECT c.username, c.salt, c.digest, c.expires_ms FROM credentials c JOIN users u USING (username)"
+            " WHERE c.credential_id = ? AND c.kind = ? AND u.active = 1",
+            (credential_id, kind),
+        ).fetchone()
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    def delete_credential(self, credential_id: str) -> None:
+        """Forget a credential (a logout, a revoked token)."""
+        self.conn.execute("DELETE FROM credentials WHERE credential_id = ?", (credential_id,))
+
+    def write_batch_first_id(self, rows: Sequence[tuple[Any, ...]], dead: Sequence[DeadLetter] = ()
+                             ) -> tuple[int, int | None]:
+        """:meth:`write_batch`, also returning the id of the first new message (None when nothing was new).
+
+        The DESC TOM answers a REST push with that id; the write lock is held throughout, so ids are consecutive.
+        """
+        with self._transaction():
+            (last,) = self.conn.execute("SELECT COALESCE(MAX(message_id), 0) FROM messages").fetchone()
+            before = self.conn.total_changes
+            if rows:
+                self.conn.executemany(self._insert_sql, rows)
+            stored = self.conn.total_changes - before
+            if dead:
+                self._insert_dead(dead)
+        first = None
+        if stored:
+            (first,) = self.conn.execute("SELECT MIN(message_id) FROM messages WHERE message_id > ?",
+                                         (last,)).fetchone()
+        return stored, first
+
+    def _insert_dead(self, dead: Sequence[DeadLetter]) -> None:
+        self.conn.executemany(
+            "INSERT INTO dead_letters (run_id, broker, source, partition, offset, key, payload, error,"
+            " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(d.run_id, d.broker, d.source, d.partition, d.offset, d.key, d.payload, d.error,
+              d.received_ms or now_ms()) for d in dead],
+        )
+
+    def count_messages(self, broker: str, run_id: str | None = None) -> int:
+        """Messages plus dead letters a broker plugin has in the store (for one run, when given)."""
+        where, params = ("AND m.run_id = ?", (broker, run_id)) if run_id else ("", (broker,))
+        (messages,) = self.conn.execute(
+            f"SELECT COUNT(*) FROM messages m JOIN classifiers c USING (classifier_id) WHERE c.broker = ? {where}",
+            params).fetchone()
+        (dead,) = self.conn.execute(
+            f"SELECT COUNT(*) FROM dead_letters WHERE broker = ? {where.replace('m.', '')}", params).fetchone()
+        return int(messages) + int(dead)
+
+    # -- REST pollers -----------------------------------------------------------------------------------------
+    def rest_cursor(self, broker: str, stream: str = "default") -> str | None:
+        """Where the last REST poll of ``broker``'s ``stream`` stopped (None before the first)."""
+        row = self.conn.execute("SELECT cursor FROM rest_cursors WHERE broker = ? AND stream = ?",
+                                (broker, stream)).fetchone()
+        return row[0] if row else None
+
+    def set_rest_cursor(self, broker: str, stream: str, cursor: str | None) -> None:
+        """Record where the REST poll of ``broker``'s ``stream`` resumes."""
+        self.conn.execute(
+            "INSERT INTO rest_cursors VALUES (?, ?, ?, ?) ON CONFLICT (broker, stream) DO UPDATE SET"
+            " cursor = excluded.cursor, updated_ms = excluded.updated_ms",
+            (broker, stream, cursor, now_ms()),
+        )
 
     def close(self) -> None:  # noqa: D102
         self.conn.close()

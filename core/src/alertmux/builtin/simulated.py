@@ -14,7 +14,7 @@ def open_simulated(objects: int = 200, seed: int = 0, class_mix: str = "uniform"
     """Yield ``objects`` simulated objects with their alerts and truth."""
     for obj in simulate(objects, seed=seed, class_mix=class_mix):
         truth = SimulatedTruth(obj.dia_object_id, obj.class_id, obj.gentype, obj.peak_mjd, obj.redshift)
-        yield SourceObject(alerts=obj.alerts, truth=truth)
+        yield SourceObject(alerts=obj.alerts, truth=truth, ddf=obj.is_ddf)
 
 
 @hookimpl
