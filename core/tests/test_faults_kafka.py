@@ -188,6 +188,7 @@ class Listener:
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_kafka_going_away_mid_stream_the_listener_retries_and_resumes(
     flaky_kafka: FlakyProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,6 +215,7 @@ def test_kafka_going_away_mid_stream_the_listener_retries_and_resumes(
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_kafka_unreachable_at_start_is_retried_within_the_connect_timeout(
     flaky_kafka: FlakyProxy, tmp_path: Path
 ) -> None:
@@ -235,6 +237,7 @@ def test_kafka_unreachable_at_start_is_retried_within_the_connect_timeout(
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_kafka_unreachable_at_start_past_the_timeout_is_one_clear_line(
     flaky_kafka: FlakyProxy, tmp_path: Path, run_cli: Any
 ) -> None:

@@ -18,6 +18,7 @@ from alertmux.specs import (
     KafkaTransport,
     NormalizedLabel,
     NormalizerSpec,
+    SamplePayload,
     SimulatedTruth,
     SourceObject,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "KafkaTransport",
     "NormalizedLabel",
     "NormalizerSpec",
+    "SamplePayload",
     "SimulatedTruth",
     "SourceObject",
     "__version__",

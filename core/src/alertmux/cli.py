@@ -143,9 +143,11 @@ def plugins(ctx: _Context, as_json: bool) -> None:
 @click.option("--mode", type=click.Choice(["last", "after3"]), default="last", show_default=True,
               help="Emulator behaviour: last-classification matrix, or after-three-detections then last.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write <db>.html, the scoring report.")
+@click.option("--followup", is_flag=True,
+              help="Then rank, submit to the emulated LCO, SOAR and Gemini, poll, and report spectra back.")
 @pass_ctx
 def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None, brokers: str, class_mix: str,
-         mode: str, report: bool) -> None:
+         mode: str, report: bool, followup: bool) -> None:
     """Run the whole local harness: simulate, stream, emulate brokers, ingest, summarize."""
     from alertmux.harness import DemoOptions, run_demo
 
@@ -154,9 +156,20 @@ def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None
         brokers=tuple(b.strip() for b in brokers.split(",") if b.strip()),
         emulator_options={"mode": mode}, client_config=ctx.config.kafka() if bootstrap else {},
     )
+    followup_lines: list[str] = []
     with _progress() as progress:
-        summary = run_demo(ctx.host, options, progress=progress)
+        if followup:
+            from alertmux.followup.demo import run_followup_demo, summary_lines
+
+            result = run_followup_demo(db, objects=objects, seed=seed, bootstrap=bootstrap,
+                                       client_config=options.client_config, brokers=options.brokers,
+                                       class_mix=class_mix, progress=progress)
+            summary, followup_lines = result["demo"], list(summary_lines(result))
+        else:
+            summary = run_demo(ctx.host, options, progress=progress)
     _print_summary(summary)
+    for line in followup_lines:
+        Console().print(line, markup=False)
     if report:
         from alertmux.report import write_report
 
@@ -261,7 +274,7 @@ def stream(ctx: _Context, source: str, path: str | None, source_options: tuple[s
         ddf: set[int] = set()
         opened = spec.open(**{"objects": objects, "seed": seed, "class_mix": class_mix, **settings, "nights": window,
                               "on_bad_input": on_bad_input})
-        alerts = record_source(store, run_id, opened, nights=window, ddf_objects=ddf)
+        alerts = record_source(store, run_id, opened, nights=window, ddf_objects=ddf, hook=ctx.host.hook)
         # DESC's night-by-night mode: each night goes out (to every topic) before the next one starts.
         batches: dict[int | None, list[dict[str, Any]]] = {}
         for alert in alerts:

@@ -78,7 +78,7 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], client_config: Mapping[
 
 
 def record_source(store: Store, run_id: str, objects: Iterable[SourceObject], *, nights: Any = None,
-                  ddf_objects: set[int] | None = None) -> list[dict[str, Any]]:
+                  ddf_objects: set[int] | None = None, hook: Any = None) -> list[dict[str, Any]]:
     """Record the truth and photometry of a source's objects; return their alerts in time order.
 
     Args:
@@ -90,6 +90,7 @@ def record_source(store: Store, run_id: str, objects: Iterable[SourceObject], *,
             returned (every object's truth still is).
         ddf_objects: when given, the ids of the deep-drilling objects (``SourceObject.ddf``) are added to it, for
             routing to DESC's ddf-full/ddf-limited topics.
+        hook: the plugin host's hook relay, for ``alertmux_alerts_recorded``.
     """
     from alertmux.sources import alert_mjd, object_id_of
     from alertmux.sources.streaming import store_view
@@ -100,6 +101,8 @@ def record_source(store: Store, run_id: str, objects: Iterable[SourceObject], *,
 
     def flush() -> None:
         store.record_objects(run_id, truths, [store_view(a) for a in batch])
+        if hook is not None and batch:
+            hook.alertmux_alerts_recorded(store=store, run_id=run_id, alerts=list(batch))
         truths.clear()
         batch.clear()
 
@@ -334,7 +337,7 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
         })
         alert_topic = f"alertmux-{run_id}-alerts"
         objects = source.open(objects=options.objects, seed=options.seed, class_mix=options.class_mix)
-        alerts = record_source(store, run_id, _iter_progress(objects, options.objects, progress))
+        alerts = record_source(store, run_id, _iter_progress(objects, options.objects, progress), hook=host.hook)
         payloads = encode_alerts(alerts)
         topics = [alert_topic] + [t for spec in emulated.values() for t in spec.emulator.output_topics(run_id)]
         ensure_topics(bootstrap, topics, client_config)
@@ -346,72 +349,44 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
 
             push_options = stack.enter_context(push_endpoint(host, options.db, run_id))
 
-        streaming_done = threading.Event()
-        sent_count: list[int | None] = [None]
-        workers: list[threading.Thread] = []
-        listen_stats: dict[str, ListenStats] = {}
-        expected: dict[str, int] = {}
-        errors: list[BaseException] = []
-
-        def guarded(target: Callable[[], None]) -> Callable[[], None]:
-            def run() -> None:
-                try:
-                    target()
-                except BaseException as exc:  # noqa: BLE001 - surfaced by the main thread below
-                    errors.append(exc)
-                    log.exception("harness worker failed")
-            return run
-
+        state = _DemoState(options.drain_timeout, progress)
+        threads = []
         for name, spec in emulated.items():
             assert spec.emulator is not None
             ctx = EmulatorContext(
                 bootstrap=bootstrap, alert_topics=(alert_topic,), store=open_store(options.db), run_id=run_id,
-                client_config=client_config, stop=streaming_done.is_set,
-                expected_alerts=lambda: sent_count[0],
+                client_config=client_config, stop=state.streaming_done.is_set, expected_alerts=lambda: state.sent,
                 options={"seed": options.seed, **options.emulator_options, **(push_options if name in pushing else {})},
             )
-            workers.append(threading.Thread(target=guarded(lambda s=spec, c=ctx: s.emulator.run(c)),
-                                            name=f"emulator-{name}", daemon=True))
-            listen_stats[name] = ListenStats()
-            if name in pushing:  # nothing to consume: wait for the endpoint to have stored the answers
-                workers.append(threading.Thread(target=guarded(lambda n=name: _await_pushed(
-                    n, options.db, run_id, listen_stats, expected, streaming_done, options.drain_timeout, errors,
-                    progress, ready.release)), name=f"await-{name}", daemon=True))
-                continue
-            ingestor = Ingestor(host, name, open_store(options.db), run_id)
-            listen_options = ListenOptions(
-                bootstrap=bootstrap, topics=spec.emulator.output_topics(run_id), group_id=f"alertmux-demo-{run_id}",
-                start="earliest", client_config=client_config,
-            )
-            workers.append(threading.Thread(
-                target=guarded(lambda i=ingestor, o=listen_options, n=name: listen_stats.__setitem__(
-                    n, listen(i, o, should_stop=_until_answered(n, listen_stats, expected, streaming_done,
-                                                               options.drain_timeout, errors),
-                              on_batch=lambda s, n=n: _track(n, s, listen_stats, expected, progress),
-                              on_assigned=ready.release,
-                              hook=host.hook))),
-                name=f"listen-{name}", daemon=True))
-        ready = threading.Semaphore(0)
-        for worker in workers:
-            worker.start()
-        # Stream only once every listener has its partitions, or turnaround would measure the group join.
+            threads.append(state.worker(f"emulator-{name}", partial(spec.emulator.run, ctx)))
+            state.stats[name] = ListenStats()
+            if name in pushing:  # nothing to consume: follow what the endpoint stores
+                threads.append(state.worker(f"await-{name}", partial(_await_pushed, name, options.db, run_id, state)))
+            else:
+                listen_options = ListenOptions(
+                    bootstrap=bootstrap, topics=spec.emulator.output_topics(run_id),
+                    group_id=f"alertmux-demo-{run_id}", start="earliest", client_config=client_config,
+                )
+                ingestor = Ingestor(host, name, open_store(options.db), run_id)
+                threads.append(state.worker(f"listen-{name}", partial(_collect, ingestor, listen_options, state,
+                                                                        host.hook)))
+        for thread in threads:
+            thread.start()
+        # Stream only once every collector is ready, or turnaround would measure the consumer-group join.
         deadline = time.monotonic() + 60
         for _ in emulated:
-            if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            if not state.ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 log.warning("a listener was not assigned its partitions within 60 s; streaming anyway")
                 break
 
         stats = stream_alerts(store, run_id, alerts, bootstrap=bootstrap, topic=alert_topic,
                               client_config=client_config, progress=progress, hook=host.hook, payloads=payloads)
-        for name, spec in emulated.items():
-            assert spec.emulator is not None
-            expected[name] = stats.sent * spec.emulator.answers_per_alert
-        sent_count[0] = stats.sent
-        streaming_done.set()
-        for worker in workers:
-            worker.join()
-        if errors:
-            raise errors[0]
+        state.stream_finished(stats.sent, {n: s.emulator.answers_per_alert for n, s in emulated.items()
+                                           if s.emulator is not None})
+        for thread in threads:
+            thread.join()
+        if state.errors:
+            raise state.errors[0]
         summary = store.summary(run_id)
         summary["run_id"] = run_id
         summary["db"] = str(options.db)
@@ -420,35 +395,80 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
         return summary
 
 
-def _track(name: str, stats: ListenStats, table: dict[str, ListenStats], expected: dict[str, int],
-           progress: Progress | None) -> None:
-    table[name] = stats
-    if progress:
-        progress(f"classify {name}", stats.consumed, expected.get(name))
+class _DemoState:
+    """What the demo's threads share: the stream's progress, each broker's counts, and the first error."""
+
+    def __init__(self, drain_timeout: float, progress: Progress | None) -> None:
+        self.drain_timeout = drain_timeout
+        self.progress = progress
+        self.streaming_done = threading.Event()
+        self.ready = threading.Semaphore(0)
+        """Released once per broker when its collector can receive (partitions assigned, endpoint up)."""
+        self.sent: int | None = None
+        self.done_at = 0.0
+        self.expected: dict[str, int] = {}
+        self.stats: dict[str, ListenStats] = {}
+        self.errors: list[BaseException] = []
+
+    def worker(self, name: str, target: Callable[[], Any]) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread after the join
+                self.errors.append(exc)
+                log.exception("harness worker %s failed", name)
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    def stream_finished(self, sent: int, answers_per_alert: dict[str, int]) -> None:
+        self.expected = {name: sent * n for name, n in answers_per_alert.items()}
+        self.sent = sent
+        self.done_at = time.monotonic()
+        self.streaming_done.set()
+
+    def track(self, name: str, stats: ListenStats) -> None:
+        self.stats[name] = stats
+        if self.progress:
+            self.progress(f"classify {name}", stats.consumed, self.expected.get(name))
+
+    def answered(self, name: str) -> bool:
+        """Whether a broker's collector may stop: all answers in, or none for ``drain_timeout`` after the stream."""
+        if self.errors:
+            return True
+        if not self.streaming_done.is_set():
+            return False
+        stats = self.stats[name]
+        # Answers are stored messages: one Kafka message may carry several classifiers (a Fink alert: CATS, SNN...),
+        # so rows count too, not only Kafka messages.
+        if stats.consumed >= self.expected[name] or stats.stored + stats.duplicates >= self.expected[name]:
+            return True
+        quiet_since = max(stats.last_message or 0.0, self.done_at)
+        if time.monotonic() - quiet_since > self.drain_timeout:
+            log.warning("%s: %d of %d answers arrived before the drain timeout", name, stats.consumed,
+                        self.expected[name])
+            return True
+        return False
 
 
-def _await_pushed(name: str, db: Path, run_id: str, table: dict[str, ListenStats], expected: dict[str, int],
-                  streaming_done: threading.Event, drain_timeout: float, errors: list[BaseException],
-                  progress: Progress | None, ready: Callable[[], None]) -> None:
+def _collect(ingestor: Ingestor, options: ListenOptions, state: _DemoState, hook: Any) -> None:
+    """Consume a broker's answers with the same loop as ``alertmux listen``."""
+    name = ingestor.broker
+    state.stats[name] = listen(ingestor, options, should_stop=partial(state.answered, name),
+                               on_batch=partial(state.track, name), on_assigned=state.ready.release, hook=hook)
+
+
+def _await_pushed(name: str, db: Path, run_id: str, state: _DemoState) -> None:
     """Follow what a pushing emulator's messages added to the store, until all are in (or they stop coming)."""
     store = open_store(db)
-    stats = table[name]
-    ready()  # nothing to be assigned: the stream may start
+    stats = state.stats[name]
+    state.ready.release()  # nothing to be assigned: the stream may start
     try:
-        while not errors:
+        while not state.answered(name):
             count = store.count_messages(name, run_id)  # type: ignore[attr-defined]
             if count != stats.consumed:
                 stats.consumed = stats.stored = count
                 stats.last_message = time.monotonic()
-                if progress:
-                    progress(f"classify {name}", count, expected.get(name))
-            if streaming_done.is_set() and name in expected:
-                if stats.consumed >= expected[name]:
-                    return
-                if time.monotonic() - (stats.last_message or stats.started) > drain_timeout:
-                    log.warning("%s: %d of %d answers arrived before the drain timeout", name, stats.consumed,
-                                expected[name])
-                    return
+                state.track(name, stats)
             time.sleep(0.1)
     finally:
         store.close()

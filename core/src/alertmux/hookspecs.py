@@ -9,7 +9,7 @@ declare fewer arguments than the spec offers.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -138,6 +138,21 @@ class AlertmuxSpecs:
             run_id: the harness run, or None for a plain ``listen``.
             broker: the broker plugin name.
             count: messages newly stored (redeliveries that added no row are not counted).
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def alertmux_alerts_recorded(self, store: Store, run_id: str, alerts: list[dict[str, Any]]) -> None:
+        """Called after the harness recorded a batch of a source's alerts (truth, photometry) in the store.
+
+        It runs before those alerts are sent; a plugin that needs more of each alert than the core keeps (the
+        follow-up plugin keeps each object's position) records it here.
+
+        Args:
+            store: the store holding the run.
+            run_id: the run the alerts belong to.
+            alerts: the alert records as the source yielded them (ELAsTiCC or Rubin shape).
 
         .. versionadded:: 0.1
         """

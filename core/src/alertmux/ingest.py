@@ -86,6 +86,7 @@ class Ingestor:
         ingested = ingested_ms or now_ms()
         out = []
         for m in messages:
+            _check_storable(m)
             vector = self._vector(m.scheme, m.labels)
             values = m.values
             top_id = top_p = None
@@ -188,6 +189,20 @@ class Ingestor:
             rankable=tuple(i for i, h in enumerate(hits) if h and h.class_id is not None and h.kind == "probability"),
             unknown=tuple(label for label, h in zip(labels, hits, strict=True) if h is None),
         )
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _check_storable(m: BrokerMessage) -> None:
+    # A decoder's bug (a string id, an id past 64 bits) must dead-letter its payload, not stop the loop at commit.
+    for field_name in ("alert_id", "dia_source_id", "dia_object_id", "alert_published_ms", "broker_ingest_ms",
+                       "broker_publish_ms"):
+        value = getattr(m, field_name)
+        if value is not None and (type(value) is not int or value not in _INT64):
+            raise DecodeError(f"{field_name} must be a 64-bit integer or null, got {value!r:.60}")
+    if len(m.labels) != len(m.values):
+        raise DecodeError(f"{len(m.labels)} labels but {len(m.values)} values")
 
 
 def _values_json(values: Sequence[float | None]) -> str:

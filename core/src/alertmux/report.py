@@ -93,7 +93,8 @@ def turnaround_figure(histogram: pd.DataFrame, percentiles: pd.DataFrame) -> Fig
                 value = row[q].iloc[0]
                 if value is not None and value > 0:
                     ax.axvline(math.log10(value), color="#c0392b", linestyle=style, label=f"{q[:3]} {value:.3g} s")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # a classifier with no points in range has no curve
+                ax.legend(fontsize=7)
         if not part.empty:  # half a decade of margin, so one filled bin does not fill the panel
             ax.set_xlim(part["log10_low"].min() - 0.5, part["log10_high"].max() + 0.5)
         ax.set_title(f"{span}: {meaning}", fontsize=9)

@@ -240,6 +240,11 @@ class PostgresStore:
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._conninfo, autocommit=True)
+        # Kafka offsets are stored once COMMIT returns: a server set to acknowledge commits before they are on disk
+        # (synchronous_commit=off) could lose, in a crash, messages whose offsets are already past.
+        row = conn.execute("SHOW synchronous_commit").fetchone()
+        if row and row[0] == "off":
+            conn.execute("SET synchronous_commit = on")
         conn.execute(_STAGING)
         return conn
 
@@ -300,13 +305,14 @@ class PostgresStore:
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self._retrying(lambda conn: conn.execute(
             "INSERT INTO runs (run_id, kind, started_ms, options) VALUES (%s, %s, %s, %s::jsonb)"
-            " ON CONFLICT DO NOTHING", (run_id, kind, now_ms(), _json(options))))
+            " ON CONFLICT DO NOTHING", (run_id, kind, now_ms(), self._scrub(_json(options)))))
         return run_id
 
     def finish_run(self, run_id: str, summary: dict[str, Any] | None = None) -> None:  # noqa: D102
         self._retrying(lambda conn: conn.execute(
             "UPDATE runs SET finished_ms = %s, summary = %s::jsonb WHERE run_id = %s",
-            (now_ms(), _json(summary) if summary else None, run_id)))
+            # A run's summary names its database: never with this store's password in it.
+            (now_ms(), self._scrub(_json(summary)) if summary else None, run_id)))
 
     # -- ingest -------------------------------------------------------------------------------------------------
     def classifier_id(self, broker: str, identity: Sequence[str]) -> int:  # noqa: D102

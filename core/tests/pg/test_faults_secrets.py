@@ -78,6 +78,7 @@ def topic(kafka_broker: Any) -> Iterator[str]:
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_no_secret_in_logs_database_plugins_config_or_errors(
     secret_env: Path, url_with_password: str, kafka_broker: Any, topic: str, run_cli: Any,
     spawn: Callable[..., Any], worker_env: Callable[..., dict[str, str]], tmp_path: Path
@@ -117,3 +118,15 @@ def test_no_secret_in_logs_database_plugins_config_or_errors(
     assert '"error":"DecodeError' in outputs["database"]  # the dead letter and its reason are in what was read
     for where, text in outputs.items():
         assert_clean(where, text)
+
+
+def test_a_run_summary_naming_the_database_url_keeps_no_password(url_with_password: str) -> None:
+    from alertmux.store import open_store
+
+    store = open_store(url_with_password)
+    run = store.start_run("demo", {"db": url_with_password})
+    store.finish_run(run, {"db": url_with_password, "alerts_sent": 0})
+    store.close()
+    text = database_text(url_with_password)
+    assert "alerts_sent" in text
+    assert_clean("runs table", text)

@@ -159,6 +159,7 @@ def setup(kafka_broker: Any, pg_url: str) -> dict[str, Any]:
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
     setup: dict[str, Any], spawn: Callable[..., Any], worker_env: Callable[..., dict[str, str]]
 ) -> None:
@@ -182,6 +183,7 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_a_worker_joining_and_leaving_mid_stream_loses_and_doubles_nothing(
     setup: dict[str, Any], spawn: Callable[..., Any], worker_env: Callable[..., dict[str, str]]
 ) -> None:
@@ -210,6 +212,7 @@ def test_a_worker_joining_and_leaving_mid_stream_loses_and_doubles_nothing(
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_postgres_restarting_mid_ingest_the_worker_waits_and_resumes(
     kafka_broker: Any, private_pg: Any, private_pg_url: str, spawn: Callable[..., Any],
     worker_env: Callable[..., dict[str, str]]
@@ -234,6 +237,7 @@ def test_postgres_restarting_mid_ingest_the_worker_waits_and_resumes(
 
 # -- operations: alertmux status and the watchdog ------------------------------------------------------------------
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_status_shows_lag_last_message_and_dead_letters(kafka_broker: Any, pg_url: str, run_cli: Any,
                                                         kafka_client_config: dict[str, str]) -> None:
     from alertmux.builtin import elasticc
@@ -283,6 +287,7 @@ def test_status_without_kafka_still_reports_the_store(tmp_path: Any, run_cli: An
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_the_watchdog_restarts_a_worker_silent_with_messages_waiting(
     kafka_broker: Any, pg_url: str, spawn: Callable[..., Any], worker_env: Callable[..., dict[str, str]]
 ) -> None:
@@ -324,6 +329,7 @@ def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) ->
 
 
 @pytest.mark.kafka
+@pytest.mark.slow
 def test_streamer_and_emulator_keep_each_objects_messages_in_one_partition_in_order(
     kafka_broker: Any, pg_url: str
 ) -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 from alertmux.errors import UsageError
 from alertmux.hookspecs import hookimpl
 from alertmux.specs import FollowupStrategySpec
+
+if TYPE_CHECKING:
+    from alertmux.store import Store
 
 _DB = click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True,
                    help="The store.")
@@ -313,3 +316,11 @@ def alertmux_followup_strategies() -> Iterator[FollowupStrategySpec]:
         rank=uncertainty, options_model=UncertaintyOptions,
         reference="Kennamer et al. 2020 (arXiv:2010.05941); COINtoolbox/RESSPECT query_budget_strategies.py",
     )
+
+
+@hookimpl
+def alertmux_alerts_recorded(store: Store, run_id: str, alerts: list[dict[str, Any]]) -> None:
+    """Keep each object's position: ranking and the visibility check need it, the core store does not keep it."""
+    from alertmux.followup.storage import record_positions
+
+    record_positions(store, alerts)
