@@ -535,8 +535,8 @@ def test_round_trip_fails_when_the_emulator_leaves_alerts_unanswered(kafka_broke
 
 
 @pytest.mark.kafka
-def test_dead_letters_reports_a_poison_pill_that_stops_the_core_loop(kafka_broker: EmbeddedKafka,
-                                                                     tmp_path: Path) -> None:
+def test_a_decoder_returning_an_unstorable_id_is_dead_lettered_and_the_loop_goes_on(kafka_broker: EmbeddedKafka,
+                                                                                    tmp_path: Path) -> None:
     def poisoned(payload: bytes, delivery: Delivery) -> list[BrokerMessage]:
         if payload.startswith(b'{"unexpected"'):  # decodes garbage into an id the database cannot bind
             return [BrokerMessage(("Toy", "1", "clf", ""), "toy", ["Ia"], [1.0], alert_id=["not", "an", "id"])]  # type: ignore[arg-type]
@@ -546,9 +546,9 @@ def test_dead_letters_reports_a_poison_pill_that_stops_the_core_loop(kafka_broke
     suite = suite_for(module, tmp_path)
     suite.use_kafka(kafka_broker.bootstrap, local_client_config())
     assert "decoder kafka turned unrelated JSON" in only(suite, "garbage").detail
+    # The core checks ids before the database sees them, so this poison pill is a dead letter like any other.
     result = only(suite, "dead_letters")
-    assert result.status == "fail"
-    assert result.detail.startswith("raised ProgrammingError")
+    assert result.status == "pass", result.detail
 
 
 @pytest.mark.kafka

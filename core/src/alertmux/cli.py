@@ -136,18 +136,19 @@ def plugins(ctx: _Context, as_json: bool) -> None:
 @cli.command()
 @click.option("--objects", default=200, show_default=True, help="Simulated objects (alerts: about 15 per object).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--db", default="alertmux.db", show_default=True, help="SQLite file or postgresql:// URL.")
 @click.option("--bootstrap", help="Kafka bootstrap servers; default: start an embedded broker for this run.")
 @click.option("--brokers", default="elasticc", show_default=True, help="Comma-separated emulated brokers.")
 @click.option("--class-mix", type=click.Choice(["uniform", "elasticc"]), default="uniform", show_default=True)
 @click.option("--mode", type=click.Choice(["last", "after3"]), default="last", show_default=True,
               help="Emulator behaviour: last-classification matrix, or after-three-detections then last.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write <db>.html, the scoring report.")
+@click.option("--partitions", default=1, show_default=True, help="Partitions of the alert and classification topics.")
 @click.option("--followup", is_flag=True,
               help="Then rank, submit to the emulated LCO, SOAR and Gemini, poll, and report spectra back.")
 @pass_ctx
-def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None, brokers: str, class_mix: str,
-         mode: str, report: bool, followup: bool) -> None:
+def demo(ctx: _Context, objects: int, seed: int, db: str, bootstrap: str | None, brokers: str, class_mix: str,
+         mode: str, report: bool, partitions: int, followup: bool) -> None:
     """Run the whole local harness: simulate, stream, emulate brokers, ingest, summarize."""
     from alertmux.harness import DemoOptions, run_demo
 
@@ -155,6 +156,7 @@ def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None
         db=db, objects=objects, seed=seed, bootstrap=bootstrap, class_mix=class_mix,
         brokers=tuple(b.strip() for b in brokers.split(",") if b.strip()),
         emulator_options={"mode": mode}, client_config=ctx.config.kafka() if bootstrap else {},
+        partitions=partitions,
     )
     followup_lines: list[str] = []
     with _progress() as progress:
@@ -173,7 +175,7 @@ def demo(ctx: _Context, objects: int, seed: int, db: Path, bootstrap: str | None
     if report:
         from alertmux.report import write_report
 
-        report_path = db.with_suffix(".html")
+        report_path = Path(db).with_suffix(".html") if "://" not in db else Path("alertmux-report.html")
         write_report(db, report_path, run_id=summary["run_id"])
         Console().print(f"report: {report_path}")
 
@@ -184,7 +186,12 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     out = Console() if sys.stdout.isatty() else Console(width=160)
-    out.print(f"run {summary.get('run_id')} -> {summary.get('db')}")
+    db = str(summary.get("db"))
+    if "://" in db:
+        from alertmux.store_pg import redact_url
+
+        db = redact_url(db)
+    out.print(f"run {summary.get('run_id')} -> {db}")
     out.print(f"alerts sent: {summary['alerts_sent']}   dead letters: {summary['dead_letters']}")
     table = Table("broker", "messages", "classifications", "dead letters", "turnaround p50", "p90", "p99",
                   "top-1 accuracy", "objects")
@@ -214,13 +221,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--bootstrap", help="Kafka bootstrap servers (default: [kafka] bootstrap.servers in the config).")
 @click.option("--topic", required=True,
               help="Topic; a {part} placeholder splits the stream as DESC did: wfd, ddf-full, ddf-limited.")
-@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--db", default="alertmux.db", show_default=True, help="SQLite file or postgresql:// URL.")
 @click.option("--run", "run_id", help="Resume this run: alerts it already sent are not sent again.")
 @click.option("--processes", type=int, help="Encoding processes (default: one per core).")
+@click.option("--partitions", type=int, help="Create the topic(s) with this many partitions when they do not exist"
+                                             " (alerts are keyed by diaObjectId, so an object's stay in order).")
 @pass_ctx
 def stream(ctx: _Context, source: str, path: str | None, source_options: tuple[str, ...], objects: int, seed: int,
            class_mix: str, rate: str, nights: str | None, out_schema: str, bootstrap: str | None, topic: str,
-           db: Path, run_id: str | None, processes: int | None) -> None:
+           db: str, run_id: str | None, processes: int | None, partitions: int | None) -> None:
     """Stream alerts from a source to Kafka, recording truth and per-(alert, topic) sent times.
 
     Prints one JSON summary line; bad inputs (a corrupt file in a directory...) are reported on stderr and
@@ -283,6 +292,10 @@ def stream(ctx: _Context, source: str, path: str | None, source_options: tuple[s
         totals: dict[str, int] = {}
         for _, (name, part) in plan:
             totals[name] = totals.get(name, 0) + len(part)
+        if partitions:
+            from alertmux.harness import ensure_topics
+
+            ensure_topics(bootstrap, sorted(totals), client_config, partitions=partitions)
         for _night, (name, part) in plan:
             counts = per_topic.setdefault(name, {"alerts": 0, "sent": 0, "skipped": 0, "failed": 0})
             offset = counts["alerts"]
@@ -330,13 +343,13 @@ def _parse_rate(rate: str) -> float | None:
 @click.option("--group", help="Consumer group id (default alertmux-<broker>).")
 @click.option("--from", "start", type=click.Choice(["earliest", "latest", "committed"]), default="committed",
               show_default=True)
-@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--db", default="alertmux.db", show_default=True, help="SQLite file or postgresql:// URL.")
 @click.option("--max-messages", type=int, help="Stop after consuming this many messages (dead letters included).")
 @click.option("--idle-exit", type=float, help="Stop after this many seconds without a message.")
 @click.option("--connect-timeout", type=float, default=10.0, show_default=True)
 @pass_ctx
 def listen(ctx: _Context, broker_name: str, bootstrap: str | None, topics: tuple[str, ...], group: str | None,
-           start: str, db: Path, max_messages: int | None, idle_exit: float | None, connect_timeout: float) -> None:
+           start: str, db: str, max_messages: int | None, idle_exit: float | None, connect_timeout: float) -> None:
     """Consume one broker's topics into the store (the same loop the demo uses)."""
     from alertmux.ingest import Ingestor
     from alertmux.kafka import ListenOptions
@@ -438,12 +451,12 @@ def decode(ctx: _Context, broker_name: str | None, registry: str | None, files: 
 
 # -- dead letters -------------------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True)
+@click.option("--db", default="alertmux.db", show_default=True, help="SQLite file or postgresql:// URL.")
 @click.option("--broker", "broker_name", help="Only this broker's dead letters.")
 @click.option("--all", "include_resolved", is_flag=True, help="Include replayed ones.")
 @click.option("--replay", is_flag=True, help="Decode them again with the installed plugins and store what passes.")
 @pass_ctx
-def deadletters(ctx: _Context, db: Path, broker_name: str | None, include_resolved: bool, replay: bool) -> None:
+def deadletters(ctx: _Context, db: str, broker_name: str | None, include_resolved: bool, replay: bool) -> None:
     """List dead letters (JSON lines), or replay them after a fix."""
     from alertmux.ingest import Ingestor
     from alertmux.specs import Delivery

@@ -50,7 +50,8 @@ class StreamStats:
 class DemoOptions:
     """Options of ``alertmux demo``."""
 
-    db: Path = Path("alertmux.db")
+    db: str | Path = Path("alertmux.db")
+    """A SQLite file or a postgresql:// URL."""
     objects: int = 200
     seed: int = 0
     bootstrap: str | None = None
@@ -59,6 +60,8 @@ class DemoOptions:
     source: str = "simulated"
     emulator_options: Mapping[str, Any] = field(default_factory=dict)
     client_config: Mapping[str, Any] = field(default_factory=dict)
+    partitions: int = 1
+    """Partitions of the topics the demo creates (alerts keyed by diaObjectId keep each object's order)."""
     drain_timeout: float = 60.0
     """Seconds to wait for classifications after the last alert went out, if they stop arriving."""
 
@@ -340,7 +343,7 @@ def run_demo(host: PluginHost, options: DemoOptions, progress: Progress | None =
         alerts = record_source(store, run_id, _iter_progress(objects, options.objects, progress), hook=host.hook)
         payloads = encode_alerts(alerts)
         topics = [alert_topic] + [t for spec in emulated.values() for t in spec.emulator.output_topics(run_id)]
-        ensure_topics(bootstrap, topics, client_config)
+        ensure_topics(bootstrap, topics, client_config, partitions=options.partitions)
         # Emulators that push (AMPEL's) PUT to an in-process `alertmux serve`, which stores what they send.
         pushing = {n for n, s in emulated.items() if s.push is not None and not s.emulator.output_topics(run_id)}
         push_options: dict[str, str] = {}
@@ -457,7 +460,7 @@ def _collect(ingestor: Ingestor, options: ListenOptions, state: _DemoState, hook
                                on_batch=partial(state.track, name), on_assigned=state.ready.release, hook=hook)
 
 
-def _await_pushed(name: str, db: Path, run_id: str, state: _DemoState) -> None:
+def _await_pushed(name: str, db: str | Path, run_id: str, state: _DemoState) -> None:
     """Follow what a pushing emulator's messages added to the store, until all are in (or they stop coming)."""
     store = open_store(db)
     stats = state.stats[name]

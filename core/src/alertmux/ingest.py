@@ -34,6 +34,7 @@ class _LabelVector:
     kinds_json: str | None
     rankable: tuple[int, ...]
     """Indexes that can be the top class: a known class id with kind probability."""
+    all_rankable: bool
     unknown: tuple[int | str, ...]
 
 
@@ -57,14 +58,11 @@ class Ingestor:
         self.unknown_labels: Counter[tuple[str, int | str]] = Counter()
         self._vectors: dict[tuple[str, tuple[int | str, ...]], _LabelVector] = {}
         self._classifier_ids: dict[tuple[str, str, str, str], int] = {}
-
-    @property
-    def decoders(self) -> list[tuple[str, Decoder]]:
-        """The broker's decoders, the Kafka one first."""
         found = list(self.spec.decoders.items())
         if self.spec.kafka and all(d is not self.spec.kafka.decode for _, d in found):
             found.insert(0, ("kafka", self.spec.kafka.decode))
-        return found
+        self.decoders: list[tuple[str, Decoder]] = found
+        """The broker's decoders, the Kafka one first (worked out once: specs are frozen)."""
 
     def decode(self, payload: bytes, delivery: Delivery, decoder: Decoder | None = None) -> list[BrokerMessage]:
         """Decode a payload with the given decoder, or with the first of the broker's decoders that accepts it."""
@@ -90,10 +88,21 @@ class Ingestor:
             vector = self._vector(m.scheme, m.labels)
             values = m.values
             top_id = top_p = None
-            for i in vector.rankable:
-                v = values[i]
-                if v is not None and v == v and (top_p is None or v > top_p):  # v == v: not NaN
-                    top_p, top_id = v, vector.class_ids[i]
+            if vector.all_rankable:
+                try:  # the common case: every label is a known class with a probability
+                    top_p = max(values)
+                    if top_p == top_p:  # not NaN (max() is unreliable around NaN: take the careful path)
+                        top_id = vector.class_ids[values.index(top_p)]
+                    else:
+                        top_p = None
+                except TypeError:  # a None among the values
+                    top_p = None
+            if top_id is None:
+                top_p = None
+                for i in vector.rankable:
+                    v = values[i]
+                    if v is not None and v == v and (top_p is None or v > top_p):  # v == v: not NaN
+                        top_p, top_id = v, vector.class_ids[i]
             classifier_id = self._classifier_ids.get(m.classifier)
             if classifier_id is None:
                 classifier_id = self._classifier_ids[m.classifier] = self.store.classifier_id(self.broker, m.classifier)
@@ -186,19 +195,22 @@ class Ingestor:
             class_ids_json=json.dumps(class_ids),
             native_json=json.dumps(labels),
             kinds_json=None if all(k == "probability" for k in kinds) else json.dumps(kinds),
-            rankable=tuple(i for i, h in enumerate(hits) if h and h.class_id is not None and h.kind == "probability"),
+            rankable=(rankable := tuple(i for i, h in enumerate(hits)
+                                        if h and h.class_id is not None and h.kind == "probability")),
+            all_rankable=bool(labels) and len(rankable) == len(labels),
             unknown=tuple(label for label, h in zip(labels, hits, strict=True) if h is None),
         )
 
 
 _INT64 = range(-(2**63), 2**63)
+_ID_FIELDS = ("alert_id", "dia_source_id", "dia_object_id", "alert_published_ms", "broker_ingest_ms",
+              "broker_publish_ms")
 
 
 def _check_storable(m: BrokerMessage) -> None:
     # A decoder's bug (a string id, an id past 64 bits) must dead-letter its payload, not stop the loop at commit.
-    for field_name in ("alert_id", "dia_source_id", "dia_object_id", "alert_published_ms", "broker_ingest_ms",
-                       "broker_publish_ms"):
-        value = getattr(m, field_name)
+    ids = (m.alert_id, m.dia_source_id, m.dia_object_id, m.alert_published_ms, m.broker_ingest_ms, m.broker_publish_ms)
+    for field_name, value in zip(_ID_FIELDS, ids, strict=True):
         if value is not None and (type(value) is not int or value not in _INT64):
             raise DecodeError(f"{field_name} must be a 64-bit integer or null, got {value!r:.60}")
     if len(m.labels) != len(m.values):

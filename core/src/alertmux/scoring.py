@@ -39,7 +39,7 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -288,6 +288,13 @@ class SqliteScoring:
         self.run_id = run_id
         _ensure_math_functions(conn)
 
+    def classification_chunks(self, chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+        """The raw classifications (the ``classifications`` view, one row per class), in frames of ``chunk_rows``."""
+        import pandas as pd
+
+        yield from pd.read_sql_query(_RAW_CLASSIFICATIONS, self.conn, params={"run_id": self.run_id},
+                                     chunksize=chunk_rows)
+
     def _query(self, sql: str, ctes: Sequence[str] = (), **params: Any) -> pd.DataFrame:
         import pandas as pd
 
@@ -525,8 +532,6 @@ def export_classifications(db: str | Path, out: Path, run_id: str | None = None,
     Raises:
         UsageError: Parquet asked for without pyarrow installed.
     """
-    import pandas as pd
-
     writer: Any = None
     if out.suffix == ".parquet":
         try:
@@ -538,9 +543,7 @@ def export_classifications(db: str | Path, out: Path, run_id: str | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     try:
-        chunks = pd.read_sql_query(_RAW_CLASSIFICATIONS, scoring.conn, params={"run_id": run_id},
-                                   chunksize=chunk_rows)
-        for i, chunk in enumerate(chunks):
+        for i, chunk in enumerate(scoring.classification_chunks(chunk_rows)):
             if out.suffix == ".parquet":
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
                 writer = writer or pq.ParquetWriter(out, table.schema)

@@ -41,7 +41,7 @@ class BrokerMessage:
     broker_publish_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per Kafka message, and frozen fields cost a setattr call each
 class Delivery:
     """Where a raw payload came from: a Kafka message, a REST response or a file."""
 

@@ -300,7 +300,20 @@ def _create_access(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-MIGRATIONS = (("0001_initial", _create_v1), ("0002_followup", _create_followup), ("0003_access", _create_access))
+def _dead_letters_by_position(db: sqlite_utils.Database) -> None:
+    # A payload redelivered after a crash is the same dead letter: its Kafka position identifies it.
+    db.execute(
+        "CREATE UNIQUE INDEX dead_letters_by_position ON dead_letters (broker, source, partition, offset)"
+        " WHERE partition IS NOT NULL AND offset IS NOT NULL"
+    )
+
+
+MIGRATIONS = (
+    ("0001_initial", _create_v1),
+    ("0002_followup", _create_followup),
+    ("0003_access", _create_access),
+    ("0004_dead_letter_positions", _dead_letters_by_position),
+)
 """Ordered, append-only: a migration, once released, is never edited."""
 
 
@@ -381,15 +394,7 @@ class SqliteStore:
                 self.conn.executemany(self._insert_sql, rows)
             stored = self.conn.total_changes - before
             if dead:
-                self.conn.executemany(
-                    "INSERT INTO dead_letters (run_id, broker, source, partition, offset, key, payload, error,"
-                    " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (d.run_id, d.broker, d.source, d.partition, d.offset, d.key, d.payload, d.error,
-                         d.received_ms or now_ms())
-                        for d in dead
-                    ],
-                )
+                self._insert_dead(dead)
         return stored
 
     # -- harness ------------------------------------------------------------------------------------------------
@@ -608,7 +613,7 @@ class SqliteStore:
 
     def _insert_dead(self, dead: Sequence[DeadLetter]) -> None:
         self.conn.executemany(
-            "INSERT INTO dead_letters (run_id, broker, source, partition, offset, key, payload, error,"
+            "INSERT OR IGNORE INTO dead_letters (run_id, broker, source, partition, offset, key, payload, error,"
             " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(d.run_id, d.broker, d.source, d.partition, d.offset, d.key, d.payload, d.error,
               d.received_ms or now_ms()) for d in dead],

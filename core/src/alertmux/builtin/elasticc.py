@@ -36,12 +36,11 @@ from alertmux.taxonomy import ELASTICC, ELASTICC2, crosswalk, taxonomy
 
 log = logging.getLogger(__name__)
 NAME = "elasticc"
-_IDENTITY_KEYS = ("brokerName", "brokerVersion", "classifierName", "classifierParams")
 
 
 def _ms(value: Any) -> int | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
     return int(value)
@@ -49,25 +48,27 @@ def _ms(value: Any) -> int | None:
 
 def messages_from_record(record: dict[str, Any], delivery: Delivery) -> list[BrokerMessage]:
     """Turn one decoded brokerClassification record (either version, Avro or JSON form) into broker messages."""
+    entries = record["classifications"]
+    alert_published_ms = _ms(record.get("elasticcPublishTimestamp"))
+    broker_ingest_ms = _ms(record.get("brokerIngestTimestamp"))
+    broker_publish_ms = _ms(record.get("brokerPublishTimestamp"))
+    if "classifierName" in record:  # v0_9_1: one classifier per message (the hot path: positional arguments)
+        identity = (str(record["brokerName"]), str(record["brokerVersion"]), str(record["classifierName"]),
+                    str(record["classifierParams"]))
+        return [
+            BrokerMessage(
+                identity, ELASTICC2, [e["classId"] for e in entries], [e["probability"] for e in entries],
+                record["alertId"], record["diaSourceId"], None, alert_published_ms, broker_ingest_ms,
+                broker_publish_ms,
+            )
+        ]
     common = {
         "alert_id": record["alertId"],
         "dia_source_id": record["diaSourceId"],
-        "alert_published_ms": _ms(record.get("elasticcPublishTimestamp")),
-        "broker_ingest_ms": _ms(record.get("brokerIngestTimestamp")),
-        "broker_publish_ms": _ms(record.get("brokerPublishTimestamp")),
+        "alert_published_ms": alert_published_ms,
+        "broker_ingest_ms": broker_ingest_ms,
+        "broker_publish_ms": broker_publish_ms,
     }
-    entries = record["classifications"]
-    if "classifierName" in record:  # v0_9_1: one classifier per message
-        identity = tuple(str(record[k]) for k in _IDENTITY_KEYS)
-        return [
-            BrokerMessage(
-                classifier=identity,  # type: ignore[arg-type]
-                scheme=ELASTICC2,
-                labels=[e["classId"] for e in entries],
-                values=[e["probability"] for e in entries],
-                **common,
-            )
-        ]
     # v0_9 (2022): every entry names its classifier; a message may carry several.
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in entries:

@@ -14,7 +14,7 @@ import click
 from alertmux.errors import UsageError
 from alertmux.hookspecs import hookimpl
 
-_DB = click.option("--db", type=click.Path(path_type=Path), default=Path("alertmux.db"), show_default=True,
+_DB = click.option("--db", default="alertmux.db", show_default=True,
                    help="The store to score.")
 _RUN = click.option("--run", "run_id", help="Only this harness run (default: everything in the database).")
 
@@ -24,7 +24,7 @@ _RUN = click.option("--run", "run_id", help="Only this harness run (default: eve
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the CSV and JSON files.")
 @click.option("--nth", default=3, show_default=True, help="Detections of the after<N> confusion matrix.")
 @_RUN
-def score(db: Path, out: Path, nth: int, run_id: str | None) -> None:
+def score(db: str, out: Path, nth: int, run_id: str | None) -> None:
     """Score classifiers (confusion matrices, completeness/purity, log-loss, turnaround...) into CSV and JSON."""
     from alertmux.scoring import export_scores, open_scoring
 
@@ -40,7 +40,7 @@ def score(db: Path, out: Path, nth: int, run_id: str | None) -> None:
 @_DB
 @click.option("--out", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True)
 @_RUN
-def report(db: Path, out: Path, run_id: str | None) -> None:
+def report(db: str, out: Path, run_id: str | None) -> None:
     """Write a self-contained HTML report: confusion heatmaps, completeness/purity, turnaround, versus peak."""
     from alertmux.report import write_report
 
@@ -51,7 +51,7 @@ def report(db: Path, out: Path, run_id: str | None) -> None:
 @_DB
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="A .csv or .parquet file.")
 @_RUN
-def export(db: Path, out: Path, run_id: str | None) -> None:
+def export(db: str, out: Path, run_id: str | None) -> None:
     """Export the raw classifications (one row per class of each message) to CSV or Parquet."""
     from alertmux.scoring import export_classifications
 

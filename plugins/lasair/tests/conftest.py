@@ -1,0 +1,11 @@
+"""Fixtures of the Lasair plugin tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach Lasair itself: only loopback hosts are allowed."""
+    monkeypatch.setenv("ALERTMUX_LOOPBACK_ONLY", "1")
