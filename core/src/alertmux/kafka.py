@@ -214,7 +214,9 @@ def _handle_batch(consumer: Consumer, ingestor: Ingestor, batch: list[Message], 
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         offsets[(topic, partition)] = offset + 1
         kind, stamp = msg.timestamp()
-        delivery = Delivery(topic, partition, offset, stamp if kind else None, msg.key(), tuple(msg.headers() or ()))
+        headers = msg.headers()
+        delivery = Delivery(topic, partition, offset, stamp if kind else None, msg.key(),
+                            tuple(headers) if headers else ())
         payload = msg.value() or b""
         try:
             messages = ingestor.decode(payload, delivery)

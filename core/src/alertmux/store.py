@@ -336,6 +336,7 @@ class SqliteStore:
         self.db = sqlite_utils.Database(self.conn)
         self._classifiers: dict[tuple[str, ...], int] = {}
         self._migrate()
+        self._insert_by_columns: dict[tuple[int, ...], str] = {}
         self._insert_sql = (
             f"INSERT OR IGNORE INTO messages ({', '.join(f'[{c}]' for c in MESSAGE_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in MESSAGE_COLUMNS)})"
@@ -391,7 +392,7 @@ class SqliteStore:
         with self._transaction():
             before = self.conn.total_changes
             if rows:
-                self.conn.executemany(self._insert_sql, rows)
+                self.conn.executemany(*self._insert_without_null_columns(rows))
             stored = self.conn.total_changes - before
             if dead:
                 self._insert_dead(dead)
@@ -610,6 +611,22 @@ class SqliteStore:
             (first,) = self.conn.execute("SELECT MIN(message_id) FROM messages WHERE message_id > ?",
                                          (last,)).fetchone()
         return stored, first
+
+    def _insert_without_null_columns(self, rows: Sequence[tuple[Any, ...]]) -> tuple[str, Iterable[tuple[Any, ...]]]:
+        # sqlite3 binds a None through its adapter lookup, three times an int's cost; a plain listen's rows have
+        # four columns that are NULL throughout (run, object, kinds, content hash). Leaving those out of the
+        # statement is worth ~1 us a message; the transpositions below run in C.
+        columns = list(zip(*rows, strict=True))
+        keep = tuple(i for i, values in enumerate(columns) if values.count(None) != len(values))
+        if len(keep) == len(MESSAGE_COLUMNS):
+            return self._insert_sql, rows
+        sql = self._insert_by_columns.get(keep)
+        if sql is None:
+            names = ", ".join(f"[{MESSAGE_COLUMNS[i]}]" for i in keep)
+            sql = self._insert_by_columns[keep] = (
+                f"INSERT OR IGNORE INTO messages ({names}) VALUES ({', '.join('?' for _ in keep)})"
+            )
+        return sql, zip(*(columns[i] for i in keep), strict=True)
 
     def _insert_dead(self, dead: Sequence[DeadLetter]) -> None:
         self.conn.executemany(
