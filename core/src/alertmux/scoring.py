@@ -274,8 +274,78 @@ SELECT classifier_id, broker, broker_name, broker_version, classifier_name, clas
 FROM classifiers WHERE classifier_id IN (SELECT classifier_id FROM msg) ORDER BY classifier_id"""
 
 
-class SqliteScoring:
+class _SqlScoring:
+    """The :class:`Scoring` methods, written once: a backend gives its SQL dialect's texts and ``_query``."""
+
+    classifiers_sql: str
+    confusion_sql: str
+    class_metrics_sql: str
+    class_counts_sql: str
+    macro_f1_sql: str
+    log_loss_sql: str
+    turnaround_sql: str
+    spans_sql: str
+    turnaround_histogram_sql: str
+    versus_peak_sql: str
+    stream_completeness_sql: str
+
+    def _query(self, sql: str, ctes: Sequence[str] = (), **params: Any) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _picked(self, kind: str, level: Level, min_detections: int = 0) -> str:
+        raise NotImplementedError
+
+    def _p_true(self, level: Level) -> str:
+        raise NotImplementedError
+
+    def classifiers(self) -> pd.DataFrame:  # noqa: D102
+        return self._query(self.classifiers_sql)
+
+    def confusion(self, kind: str = "last", level: Level = "leaf", min_detections: int = 0) -> pd.DataFrame:  # noqa: D102
+        return self._query(self.confusion_sql, [self._picked(kind, level, min_detections)])
+
+    def class_metrics(self, kind: str = "last", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
+        return self._query(self.class_metrics_sql, [self._picked(kind, level), self.class_counts_sql])
+
+    def macro_f1(self, kind: str = "last", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
+        return self._query(self.macro_f1_sql, [self._picked(kind, level), self.class_counts_sql])
+
+    def log_loss(self, kind: str = "all", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
+        return self._query(self.log_loss_sql, [self._picked(kind, level), self._p_true(level)], floor=LOG_LOSS_FLOOR)
+
+    def turnaround(self) -> pd.DataFrame:  # noqa: D102
+        return self._query(self.turnaround_sql, [self.spans_sql])
+
+    def turnaround_histogram(self) -> pd.DataFrame:  # noqa: D102
+        lo, hi = HIST_RANGE_S
+        top_bin = math.ceil(math.log10(hi) / HIST_DEX) - 1
+        return self._query(self.turnaround_histogram_sql, [self.spans_sql], dex=HIST_DEX, lo=lo, hi=hi, top_bin=top_bin)
+
+    def versus_peak(self) -> pd.DataFrame:  # noqa: D102
+        days_lo, days_hi = PEAK_RANGE_DAYS
+        return self._query(
+            self.versus_peak_sql, [self._picked("all", "leaf"), self._p_true("leaf")],
+            days_lo=days_lo, days_hi=days_hi, width=PEAK_BIN_DAYS,
+        )
+
+    def stream_completeness(self) -> pd.DataFrame:  # noqa: D102
+        return self._query(self.stream_completeness_sql)
+
+
+class SqliteScoring(_SqlScoring):
     """The :class:`Scoring` metrics in SQLite SQL (3.35+: window functions, math functions, json_each)."""
+
+    classifiers_sql = _CLASSIFIERS
+    confusion_sql = _CONFUSION
+    class_metrics_sql = _CLASS_METRICS
+    class_counts_sql = _CLASS_COUNTS
+    macro_f1_sql = _MACRO_F1
+    log_loss_sql = _LOG_LOSS
+    turnaround_sql = _TURNAROUND
+    spans_sql = _SPANS
+    turnaround_histogram_sql = _TURNAROUND_HISTOGRAM
+    versus_peak_sql = _VERSUS_PEAK
+    stream_completeness_sql = _STREAM_COMPLETENESS
 
     def __init__(self, conn: sqlite3.Connection, run_id: str | None = None) -> None:
         """Score the database behind ``conn``.
@@ -330,40 +400,6 @@ class SqliteScoring:
     @staticmethod
     def _p_true(level: Level) -> str:
         return _P_TRUE.format(class_expr="ids.value" if level == "leaf" else "COALESCE(ic.category, ids.value)")
-
-    def classifiers(self) -> pd.DataFrame:  # noqa: D102
-        return self._query(_CLASSIFIERS)
-
-    def confusion(self, kind: str = "last", level: Level = "leaf", min_detections: int = 0) -> pd.DataFrame:  # noqa: D102
-        return self._query(_CONFUSION, [self._picked(kind, level, min_detections)])
-
-    def class_metrics(self, kind: str = "last", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
-        return self._query(_CLASS_METRICS, [self._picked(kind, level), _CLASS_COUNTS])
-
-    def macro_f1(self, kind: str = "last", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
-        return self._query(_MACRO_F1, [self._picked(kind, level), _CLASS_COUNTS])
-
-    def log_loss(self, kind: str = "all", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
-        return self._query(_LOG_LOSS, [self._picked(kind, level), self._p_true(level)], floor=LOG_LOSS_FLOOR)
-
-    def turnaround(self) -> pd.DataFrame:  # noqa: D102
-        return self._query(_TURNAROUND, [_SPANS])
-
-    def turnaround_histogram(self) -> pd.DataFrame:  # noqa: D102
-        lo, hi = HIST_RANGE_S
-        top_bin = math.ceil(math.log10(hi) / HIST_DEX) - 1
-        return self._query(_TURNAROUND_HISTOGRAM, [_SPANS], dex=HIST_DEX, lo=lo, hi=hi, top_bin=top_bin)
-
-    def versus_peak(self) -> pd.DataFrame:  # noqa: D102
-        days_lo, days_hi = PEAK_RANGE_DAYS
-        return self._query(
-            _VERSUS_PEAK, [self._picked("all", "leaf"), self._p_true("leaf")],
-            days_lo=days_lo, days_hi=days_hi, width=PEAK_BIN_DAYS,
-        )
-
-    def stream_completeness(self) -> pd.DataFrame:  # noqa: D102
-        return self._query(_STREAM_COMPLETENESS)
-
 
 def _ensure_math_functions(conn: sqlite3.Connection) -> None:
     """Register ln/log10/floor when this SQLite was built without its math functions (before 3.35 or disabled)."""

@@ -8,7 +8,6 @@ ratio is cast to ``float8`` so the frames carry floats, as SQLite's do. All the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +15,11 @@ import psycopg
 
 from alertmux.errors import UsageError
 from alertmux.scoring import (
-    HIST_DEX,
-    HIST_RANGE_S,
     LEVELS,
-    LOG_LOSS_FLOOR,
-    PEAK_BIN_DAYS,
-    PEAK_RANGE_DAYS,
     Level,
     Selection,
     _category_values,
+    _SqlScoring,
 )
 from alertmux.store_pg import redact_url
 
@@ -158,8 +153,20 @@ WHERE %(run_id)s::text IS NULL OR message_id IN (SELECT message_id FROM messages
 ORDER BY message_id"""
 
 
-class PostgresScoring:
+class PostgresScoring(_SqlScoring):
     """The :class:`~alertmux.scoring.Scoring` metrics computed by PostgreSQL."""
+
+    classifiers_sql = _CLASSIFIERS
+    confusion_sql = _CONFUSION
+    class_metrics_sql = _CLASS_METRICS
+    class_counts_sql = _CLASS_COUNTS
+    macro_f1_sql = _MACRO_F1
+    log_loss_sql = _LOG_LOSS
+    turnaround_sql = _TURNAROUND
+    spans_sql = _SPANS
+    turnaround_histogram_sql = _TURNAROUND_HISTOGRAM
+    versus_peak_sql = _VERSUS_PEAK
+    stream_completeness_sql = _STREAM_COMPLETENESS
 
     def __init__(self, conn: psycopg.Connection[Any], run_id: str | None = None) -> None:
         """Score the store behind ``conn``.
@@ -210,39 +217,6 @@ class PostgresScoring:
     def _p_true(level: Level) -> str:
         expr = "u.class_id" if level == "leaf" else "COALESCE(ic.category, u.class_id)"
         return _P_TRUE.format(class_expr=expr)
-
-    def classifiers(self) -> pd.DataFrame:  # noqa: D102
-        return self._query(_CLASSIFIERS)
-
-    def confusion(self, kind: str = "last", level: Level = "leaf", min_detections: int = 0) -> pd.DataFrame:  # noqa: D102
-        return self._query(_CONFUSION, [self._picked(kind, level, min_detections)])
-
-    def class_metrics(self, kind: str = "last", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
-        return self._query(_CLASS_METRICS, [self._picked(kind, level), _CLASS_COUNTS])
-
-    def macro_f1(self, kind: str = "last", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
-        return self._query(_MACRO_F1, [self._picked(kind, level), _CLASS_COUNTS])
-
-    def log_loss(self, kind: str = "all", level: Level = "leaf") -> pd.DataFrame:  # noqa: D102
-        return self._query(_LOG_LOSS, [self._picked(kind, level), self._p_true(level)], floor=LOG_LOSS_FLOOR)
-
-    def turnaround(self) -> pd.DataFrame:  # noqa: D102
-        return self._query(_TURNAROUND, [_SPANS])
-
-    def turnaround_histogram(self) -> pd.DataFrame:  # noqa: D102
-        lo, hi = HIST_RANGE_S
-        top_bin = math.ceil(math.log10(hi) / HIST_DEX) - 1
-        return self._query(_TURNAROUND_HISTOGRAM, [_SPANS], dex=HIST_DEX, lo=lo, hi=hi, top_bin=top_bin)
-
-    def versus_peak(self) -> pd.DataFrame:  # noqa: D102
-        days_lo, days_hi = PEAK_RANGE_DAYS
-        return self._query(
-            _VERSUS_PEAK, [self._picked("all", "leaf"), self._p_true("leaf")],
-            days_lo=days_lo, days_hi=days_hi, width=PEAK_BIN_DAYS,
-        )
-
-    def stream_completeness(self) -> pd.DataFrame:  # noqa: D102
-        return self._query(_STREAM_COMPLETENESS)
 
     def classification_chunks(self, chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
         """The raw classifications (the ``classifications`` view, one row per class), in frames of ``chunk_rows``.
