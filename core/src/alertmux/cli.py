@@ -371,6 +371,7 @@ def listen(ctx: _Context, broker_name: str, bootstrap: str | None, topics: tuple
     ingestor = Ingestor(ctx.host, broker_name, store)
     options = ListenOptions(
         bootstrap=bootstrap, topics=topics, topic_pattern=pattern, group_id=group or settings.get("group"),
+        moving_pattern=(spec.kafka.moving_pattern if spec.kafka and pattern is spec.kafka.topic_pattern else None),
         start=start, max_messages=max_messages, idle_exit=idle_exit,  # type: ignore[arg-type]
         connect_timeout=connect_timeout, client_config=client_config,
     )

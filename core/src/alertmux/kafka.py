@@ -35,6 +35,9 @@ class ListenOptions:
     bootstrap: str
     topics: tuple[str, ...] = ()
     topic_pattern: str | None = None
+    moving_pattern: Callable[[], str] | None = None
+    """Re-evaluated every ``resubscribe_interval`` seconds; the subscription follows it (a date window)."""
+    resubscribe_interval: float = 300.0
     group_id: str | None = None
     start: StartFrom = "committed"
     max_messages: int | None = None
@@ -125,7 +128,12 @@ def listen(
     check_reachable(options.bootstrap, options.client_config, options.connect_timeout)
     config = _consumer_config(ingestor.broker, options)
     cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
-    subscription = list(options.topics) or [_anchored(options.topic_pattern or "")]
+    def wanted() -> list[str]:
+        if options.topics:
+            return list(options.topics)
+        return [_anchored((options.moving_pattern() if options.moving_pattern else options.topic_pattern) or "")]
+
+    subscription = wanted()
     if subscription == ["^"]:
         raise ValueError(f"broker {ingestor.broker}: no topics or topic pattern to listen to")
     consumer = Consumer(config)
@@ -164,8 +172,15 @@ def listen(
     consumer.subscribe(subscription, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
     log.info("listening to %s for broker %s on %s", subscription, ingestor.broker, options.bootstrap)
     stats = ListenStats()
+    next_pattern_check = time.monotonic() + options.resubscribe_interval
     try:
         while not should_stop():
+            if options.moving_pattern and not options.topics and time.monotonic() >= next_pattern_check:
+                next_pattern_check = time.monotonic() + options.resubscribe_interval
+                if (moved := wanted()) != subscription:
+                    log.info("the topic window moved: subscribing to %s", moved)
+                    subscription = moved
+                    consumer.subscribe(subscription, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
             budget = options.batch_size
             if options.max_messages is not None:
                 budget = min(budget, options.max_messages - stats.consumed)

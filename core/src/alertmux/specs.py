@@ -68,6 +68,10 @@ class KafkaTransport:
     topics: tuple[str, ...] = ()
     topic_pattern: str | None = None
     """A regex (librdkafka's ``^`` convention is added when missing) for brokers that create topics as they go."""
+    moving_pattern: Callable[[], str] | None = None
+    """For topics named by date (ALeRCE's daily topics): the pattern as of now. ``listen`` calls it again every
+    few minutes and re-subscribes when it changes, so the window moves as days pass; ``topic_pattern`` is then
+    its value when the plugin loaded, for commands that only need a pattern once."""
     description: str = ""
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from contextlib import closing
 from datetime import timedelta
@@ -34,7 +35,8 @@ def test_daily_topics_are_found_by_the_date_window(kafka_broker, produce, tmp_st
     today = topics.today()
     inside = [f"{prefix}balto_{today:%Y%m%d}", f"{prefix}messi_{today + timedelta(days=1):%Y%m%d}",
               f"{prefix}balto_{today - timedelta(days=36):%Y%m%d}"]
-    outside = [f"{prefix}balto_{today - timedelta(days=37):%Y%m%d}", f"{prefix}balto_notadate"]
+    outside = [f"{prefix}balto_{today - timedelta(days=37):%Y%m%d}",
+               f"{prefix}balto_{today + timedelta(days=3):%Y%m%d}", f"{prefix}balto_notadate"]
     for alert_id, topic in enumerate(inside + outside, 1):
         produce(topic, [payload(alert_id)])
     options = ListenOptions(bootstrap=kafka_broker.bootstrap, topic_pattern=topics.window_pattern(prefix=prefix),
@@ -45,6 +47,33 @@ def test_daily_topics_are_found_by_the_date_window(kafka_broker, produce, tmp_st
     assert stats.consumed == len(inside)  # librdkafka applied the regex: the old and undated topics stayed out
     read = {row[0] for row in tmp_store.conn.execute("SELECT topic FROM messages")}
     assert read == set(inside)
+
+
+@pytest.mark.kafka
+def test_the_window_moves_while_listening(kafka_broker, kafka_client_config, produce, tmp_store) -> None:
+    schema = load_schema("elasticc.v0_9_1.brokerClassification")
+    alert = AlertSeen(1, 1, 7, 1_700_000_000_000, None, 1)
+    payload = schemaless_encode(emulator.elasticc_record(alert, emulator.CLASSIFIERS[0], {2222: 1.0}, 1), schema)
+    prefix = f"lc_classifier_m{uuid.uuid4().hex[:8]}_"
+    today = topics.today()
+    later = f"{prefix}balto_{today + timedelta(days=5):%Y%m%d}"  # outside today's window, inside one 3 days on
+    produce(later, [payload])
+    clock = {"today": today}
+    options = ListenOptions(
+        bootstrap=kafka_broker.bootstrap, topic_pattern=topics.window_pattern(today, prefix=prefix),
+        moving_pattern=lambda: topics.window_pattern(clock["today"], prefix=prefix), resubscribe_interval=1.0,
+        group_id=f"t-{uuid.uuid4().hex}", start="earliest", client_config=kafka_client_config, max_messages=1,
+    )
+    started = time.monotonic()
+
+    def should_stop() -> bool:
+        if time.monotonic() - started > 6:  # well past a join: nothing came while the topic was outside
+            clock["today"] = today + timedelta(days=3)
+        return time.monotonic() - started > 60
+
+    stats = listen(Ingestor(PluginHost(), "alerce", tmp_store), options, should_stop=should_stop)
+    assert stats.consumed == 1 and time.monotonic() - started > 6
+    assert {row[0] for row in tmp_store.conn.execute("SELECT topic FROM messages")} == {later}
 
 
 @pytest.mark.kafka

@@ -102,8 +102,10 @@ def alertmux_brokers() -> Iterator[BrokerSpec]:
         description="ALeRCE: ELAsTiCC classifications on daily Kafka topics (SASL_SSL, SCRAM-SHA-512) and object "
                     "probabilities from its LSST/ZTF REST APIs",
         kafka=KafkaTransport(decode=decoders.decode_elasticc, topic_pattern=topics.window_pattern(),
+                             moving_pattern=topics.window_pattern,
                              description="schemaless Avro elasticc.v0_9_1 brokerClassification on "
-                                         "lc_classifier_<clf>_YYYYMMDD, dated 36 days back or later"),
+                                         "lc_classifier_<clf>_YYYYMMDD dated [today-36, today+2], the window "
+                                         "moving as days pass"),
         decoders={"elasticc": decoders.decode_elasticc, "rest": decoders.decode_rest,
                   "lc_classification": decoders.decode_lc_classification, "stamp": decoders.decode_stamp},
         rest=RestTransport(poll=api.poll, decode=decoders.decode_rest, base_url=api.APIS["lsst"].base_url,

@@ -6,9 +6,8 @@ keeping those matching ``^lc_classifier_.*_(\d{8})$`` whose date lay in [today-3
 ``_brokerconsumer.py`` ``AlerceConsumer``, production offset -36).
 
 librdkafka subscribes by regex when a subscription starts with ``^`` and re-reads metadata every few seconds, so a
-pattern that accepts every date from the start of the window on picks up each new day's topic by itself, for as
-long as the consumer runs: :func:`window_pattern` builds it, in the POSIX-extended syntax librdkafka understands
-(no ``\d``, no look-arounds).
+new day's topic inside the window is picked up by itself; as days pass, ``alertmux listen`` re-evaluates
+:func:`window_pattern` and re-subscribes, so the window itself moves.
 """
 
 from __future__ import annotations
@@ -42,17 +41,18 @@ def topic_date(topic: str) -> date | None:
         return None
 
 
-def at_least(number: str) -> str:
-    """A POSIX ERE alternation matching every digit string of ``number``'s length that is >= it."""
-    alternatives = [number]
-    for i, digit in enumerate(number):
-        if digit != "9":
-            low = int(digit) + 1
-            alternatives.append(number[:i] + (f"[{low}-9]" if low < 9 else "9") + "[0-9]" * (len(number) - i - 1))
-    return "(" + "|".join(alternatives) + ")"
+DAYS_AHEAD = 2
+"""The DESC TOM's window end: topics dated up to two days ahead (time zones, topics created early)."""
 
 
-def window_pattern(start: date | None = None, days_back: int = DAYS_BACK, prefix: str = PREFIX) -> str:
-    """The subscription regex for daily topics dated ``days_back`` days before ``start`` (default today) or later."""
-    first = (start or today()) - timedelta(days=days_back)
-    return f"^{prefix}.*_{at_least(first.strftime(DATE_FORMAT))}$"
+def window_pattern(start: date | None = None, days_back: int = DAYS_BACK, days_ahead: int = DAYS_AHEAD,
+                   prefix: str = PREFIX) -> str:
+    """The subscription regex for daily topics dated [start - days_back, start + days_ahead] (start: today).
+
+    The dates are listed one by one (39 alternatives by default), exact at both ends and in the POSIX-extended
+    syntax librdkafka understands; ``alertmux listen`` calls this again as time passes (``moving_pattern``) and
+    re-subscribes when the day changes, so the window moves.
+    """
+    first = start or today()
+    days = [(first + timedelta(days=d)).strftime(DATE_FORMAT) for d in range(-days_back, days_ahead + 1)]
+    return f"^{prefix}.*_({'|'.join(days)})$"
