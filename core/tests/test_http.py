@@ -191,3 +191,40 @@ def test_without_the_policy_other_hosts_are_allowed(monkeypatch) -> None:
     transport = httpx.MockTransport(lambda req: httpx.Response(200))
     with make_client("https://api.example", transport=transport) as client:
         assert request(client, "GET", "/").status_code == 200
+
+
+def test_connection_resets_are_retried_and_the_request_then_succeeds() -> None:
+    import struct
+    import threading
+
+    # A server that resets the first two connections (SO_LINGER 0: RST, not FIN), then answers 200.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    served: list[str] = []
+
+    def serve() -> None:
+        for attempt in range(3):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            if attempt < 2:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                served.append("reset")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
+                             b"Connection: close\r\n\r\n{\"ok\":true}")
+                served.append("ok")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    waits, policy = recorder()
+    try:
+        with make_client(f"http://127.0.0.1:{port}") as client:
+            response = request(client, "GET", "/", policy=policy)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert response.json() == {"ok": True}
+    assert served == ["reset", "reset", "ok"] and len(waits) == 2
