@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,46 +27,12 @@ from alertmux.followup.models import TERMINAL
 from alertmux.followup.ranking import parse_options, rank, strategy
 from alertmux.followup.service import fetch_products, open_facility, poll, submit_ranking
 from alertmux.followup.storage import SPECTROSCOPY_BROKER, FollowupStore
-from alertmux.hookspecs import hookimpl
 from alertmux.host import PluginHost
-from alertmux.specs import AlertSourceSpec, SourceObject
 from alertmux.store import open_store
 from alertmux.taxonomy import ELASTICC2, taxonomy
 
 log = logging.getLogger(__name__)
-DEMO_SOURCE = "followup-demo"
 SPECTRUM_ACCURACY = 0.9
-
-
-class _PositionRecorder:
-    """An alert source wrapping another one, recording each object's position in the store as its alerts pass."""
-
-    def __init__(self, store_path: Path, source: str) -> None:
-        self.store_path = store_path
-        self.source = source
-        self.host: PluginHost | None = None
-
-    @hookimpl
-    def alertmux_alert_sources(self) -> Iterator[AlertSourceSpec]:
-        yield AlertSourceSpec(name=DEMO_SOURCE, description=f"{self.source}, recording positions for follow-up",
-                              open=self.open)
-
-    def open(self, **options: Any) -> Iterator[SourceObject]:
-        assert self.host is not None
-        base = self.host.alert_source(self.source)
-        store = open_store(self.store_path)
-        followup = FollowupStore(store)
-        batch: list[SourceObject] = []
-        try:
-            for obj in base.open(**options):
-                batch.append(obj)
-                if len(batch) >= 200:
-                    followup.record_alert_positions(a for o in batch for a in o.alerts)
-                    batch.clear()
-                yield obj
-            followup.record_alert_positions(a for o in batch for a in o.alerts)
-        finally:
-            store.close()
 
 
 def best_moment(followup: FollowupStore, host: PluginHost, strategy_name: str, options: dict[str, Any],
@@ -149,15 +115,16 @@ def run_followup_demo(
         {"target_class": 2220, "min_probability": 0.3, "mag_limit": 22.5, "max_age_days": 15.0,
          "max_mag_below_peak": 1.0}
         if strategy_name == "near-peak" else {})
-    recorder = _PositionRecorder(store_path, "simulated")
-    host = PluginHost(load_entrypoints=load_entrypoints, plugins=[*plugins, recorder])
-    recorder.host = host
+    from alertmux.builtin import followup_commands
+
+    # Object positions reach the follow-up tables through the plugin's alertmux_alerts_recorded hook.
+    host = PluginHost(load_entrypoints=load_entrypoints,
+                      plugins=[*plugins] if load_entrypoints else [*plugins, followup_commands])
     for name in facilities:
         if host.facility(name).emulator is None:
             raise ValueError(f"facility {name!r} has no emulator")
     demo_options = DemoOptions(db=store_path, objects=objects, seed=seed, bootstrap=bootstrap,
-                               client_config=dict(client_config or {}), brokers=tuple(brokers), class_mix=class_mix,
-                               source=DEMO_SOURCE)
+                               client_config=dict(client_config or {}), brokers=tuple(brokers), class_mix=class_mix)
     summary = run_demo(host, demo_options, progress=progress)
     store = open_store(store_path)
     followup = FollowupStore(store)
