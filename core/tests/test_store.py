@@ -145,6 +145,21 @@ def test_classifications_view_with_integer_labels(ingestor: Ingestor, tmp_store:
     assert sorted(rows, key=str) == [(2222, "2222", "probability"), (None, "9999", "probability")]
 
 
+def test_labels_that_are_the_class_ids_are_stored_once(ingestor: Ingestor, tmp_store: Store) -> None:
+    # An all-ELAsTiCC2 batch keeps native_labels NULL (the view reads the class ids instead); a batch with any
+    # other label vector keeps every row's labels as they were.
+    tmp_store.write_batch(ingestor.rows([_message(1), _message(2)], KAFKA))
+    tmp_store.write_batch(ingestor.rows([_message(3), _message(4, (2222, 9999))], KAFKA))
+    assert isinstance(tmp_store, SqliteStore)
+    stored = tmp_store.conn.execute("SELECT alert_id, native_labels FROM messages ORDER BY alert_id").fetchall()
+    assert stored == [(1, None), (2, None), (3, "[2222, 2223]"), (4, "[2222, 9999]")]
+    view = tmp_store.conn.execute(
+        "SELECT alert_id, class_id, native_class FROM classifications ORDER BY alert_id, class_id"
+    ).fetchall()
+    assert view == [(1, 2222, "2222"), (1, 2223, "2223"), (2, 2222, "2222"), (2, 2223, "2223"),
+                    (3, 2222, "2222"), (3, 2223, "2223"), (4, None, "9999"), (4, 2222, "2222")]
+
+
 def test_migrations_are_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "twice.db"
     first = open_store(path)

@@ -192,8 +192,9 @@ class Ingestor:
         return _LabelVector(
             class_ids=class_ids,
             kinds=kinds,
-            class_ids_json=json.dumps(class_ids),
-            native_json=json.dumps(labels),
+            class_ids_json=(ids_json := json.dumps(class_ids)),
+            # The same object when the labels are the class ids (ELAsTiCC2): a store may then keep it once.
+            native_json=ids_json if list(labels) == list(class_ids) else json.dumps(labels),
             kinds_json=None if all(k == "probability" for k in kinds) else json.dumps(kinds),
             rankable=(rankable := tuple(i for i, h in enumerate(hits)
                                         if h and h.class_id is not None and h.kind == "probability")),

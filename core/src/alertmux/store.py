@@ -44,6 +44,8 @@ MESSAGE_COLUMNS = (
     "content_hash",
 )
 """Column order of the tuples :meth:`Store.write_batch` takes (built on the hot path by alertmux.ingest)."""
+_CLASS_IDS = MESSAGE_COLUMNS.index("class_ids")
+_NATIVE = MESSAGE_COLUMNS.index("native_labels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,23 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_FIRST_VIEW = """CREATE VIEW classifications AS
+        SELECT m.message_id, c.broker, c.broker_name, c.broker_version, c.classifier_name, c.classifier_params,
+               m.alert_id, m.dia_source_id, m.dia_object_id,
+               ids.value AS class_id, CAST(p.value AS REAL) AS probability,
+               COALESCE(json_extract(m.kinds, '$[' || ids.key || ']'), 'probability') AS kind,
+               CAST(json_extract(m.native_labels, '$[' || ids.key || ']') AS TEXT) AS native_class,
+               m.native_scheme, m.alert_published_ms, m.broker_ingest_ms, m.broker_publish_ms, m.ingested_ms
+        FROM messages m JOIN classifiers c USING (classifier_id)
+        JOIN json_each(m.class_ids) ids
+        JOIN json_each(m.probabilities) p ON p.key = ids.key"""
+
+_CLASSIFICATIONS_VIEW = _FIRST_VIEW.replace(
+    "json_extract(m.native_labels,", "json_extract(COALESCE(m.native_labels, m.class_ids),"
+)
+"""One row per class. ``native_labels`` NULL means the labels are the class ids themselves (ELAsTiCC2)."""
+
+
 def _create_v1(db: sqlite_utils.Database) -> None:
     db["runs"].create(
         {"run_id": str, "kind": str, "started_ms": int, "finished_ms": int, "options": str, "summary": str},
@@ -229,18 +248,7 @@ def _create_v1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db.execute(
-        """CREATE VIEW classifications AS
-        SELECT m.message_id, c.broker, c.broker_name, c.broker_version, c.classifier_name, c.classifier_params,
-               m.alert_id, m.dia_source_id, m.dia_object_id,
-               ids.value AS class_id, CAST(p.value AS REAL) AS probability,
-               COALESCE(json_extract(m.kinds, '$[' || ids.key || ']'), 'probability') AS kind,
-               CAST(json_extract(m.native_labels, '$[' || ids.key || ']') AS TEXT) AS native_class,
-               m.native_scheme, m.alert_published_ms, m.broker_ingest_ms, m.broker_publish_ms, m.ingested_ms
-        FROM messages m JOIN classifiers c USING (classifier_id)
-        JOIN json_each(m.class_ids) ids
-        JOIN json_each(m.probabilities) p ON p.key = ids.key"""
-    )
+    db.execute(_FIRST_VIEW)
 
 
 def _create_followup(db: sqlite_utils.Database) -> None:
@@ -308,11 +316,17 @@ def _dead_letters_by_position(db: sqlite_utils.Database) -> None:
     )
 
 
+def _native_labels_may_be_null(db: sqlite_utils.Database) -> None:
+    db.execute("DROP VIEW classifications")
+    db.execute(_CLASSIFICATIONS_VIEW)
+
+
 MIGRATIONS = (
     ("0001_initial", _create_v1),
     ("0002_followup", _create_followup),
     ("0003_access", _create_access),
     ("0004_dead_letter_positions", _dead_letters_by_position),
+    ("0005_native_labels_default_to_class_ids", _native_labels_may_be_null),
 )
 """Ordered, append-only: a migration, once released, is never edited."""
 
@@ -617,9 +631,12 @@ class SqliteStore:
         # four columns that are NULL throughout (run, object, kinds, content hash). Leaving those out of the
         # statement is worth ~1 us a message; the transpositions below run in C.
         columns = list(zip(*rows, strict=True))
+        if all(n is c for n, c in zip(columns[_NATIVE], columns[_CLASS_IDS], strict=True)):
+            # The labels are the class ids (ELAsTiCC2 schemes): NULL means "as class_ids" (see the view).
+            columns[_NATIVE] = (None,) * len(rows)
         keep = tuple(i for i, values in enumerate(columns) if values.count(None) != len(values))
         if len(keep) == len(MESSAGE_COLUMNS):
-            return self._insert_sql, rows
+            return self._insert_sql, zip(*columns, strict=True)
         sql = self._insert_by_columns.get(keep)
         if sql is None:
             names = ", ".join(f"[{MESSAGE_COLUMNS[i]}]" for i in keep)
