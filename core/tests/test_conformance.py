@@ -523,6 +523,49 @@ def test_every_installed_plugin_passes_the_conformance_suite(
     assert not failed, "\n".join(failed)
 
 
+def _install_metadata(project: Path, site: Path) -> None:
+    """What ``pip install`` writes for ``project`` that discovery reads: a dist-info with the pyproject's metadata.
+
+    No build (the template's build backend is not installed offline): the package itself is imported from src.
+    """
+    import tomllib
+
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir(parents=True)
+    requires = "".join(f"Requires-Dist: {r.split('#')[0].strip()}\n" for r in meta["dependencies"])
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n"
+                                   f"{requires}")
+    groups = meta["entry-points"]
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) for group, points in groups.items()))
+
+
+@pytest.mark.kafka
+def test_a_new_plugin_once_installed_passes_the_whole_conformance_suite(
+    run_cli: RunCli, kafka_broker: EmbeddedKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import sys
+
+    target = tmp_path / "zebra"
+    assert run_cli("new-plugin", "zebra", "--dir", str(target)).code == 0
+    _install_metadata(target, tmp_path / "site")
+    monkeypatch.syspath_prepend(str(target / "src"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    try:
+        suite = ConformanceSuite("zebra", workdir=tmp_path / "work")
+        suite.use_kafka(kafka_broker.bootstrap, local_client_config())
+        results = suite.run()
+    finally:
+        sys.modules.pop("alertmux_zebra", None)
+    assert not [r for r in results if r.status == "fail"], results
+    passed = {r.check for r in results if r.status == "pass"}
+    assert {"entry_point", "specs", "normalizers", "samples", "garbage", "emulator_round_trip", "dead_letters",
+            "redelivery"} <= passed, results
+
+
 @pytest.mark.kafka
 def test_round_trip_fails_when_the_emulator_leaves_alerts_unanswered(kafka_broker: EmbeddedKafka,
                                                                       tmp_path: Path) -> None:

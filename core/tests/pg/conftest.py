@@ -2,7 +2,8 @@
 
 ``pg_server`` (session) is a base URL: ``$ALERTMUX_TEST_PG_URL`` when set, else the local server at
 127.0.0.1:5432 (trust auth, database ``test``) when it answers, else a private cluster made with ``initdb`` on a
-free port in a temporary directory, so the suite runs on a fresh machine. ``pg_url`` gives each test a fresh
+free port in a temporary directory, so the suite runs on a fresh machine. ``ALERTMUX_TEST_PG_URL=private`` skips
+the local server and takes that fallback, to check it on a machine that has one. ``pg_url`` gives each test a fresh
 schema on it (dropped afterwards), so tests, and concurrent runs of the suite, never see each other's tables.
 ``private_pg`` is always a private cluster: the only kind a test may stop and restart.
 """
@@ -138,10 +139,10 @@ def start_private_cluster() -> PrivateCluster:
 def pg_server() -> Iterator[str]:
     """A base URL of a PostgreSQL database the tests may create schemas in."""
     configured = os.environ.get("ALERTMUX_TEST_PG_URL")
-    if configured:
+    if configured and configured != "private":
         yield configured
         return
-    for url in LOCAL_URLS:
+    for url in LOCAL_URLS if configured != "private" else ():
         if _answers(url):
             yield url
             return

@@ -108,7 +108,7 @@ def test_no_secret_in_logs_database_plugins_config_or_errors(
                  ("status", "--db", url_with_password, "--bootstrap", kafka_broker.bootstrap, "--topic", topic,
                   "--kafka-timeout", "2"),
                  ("deadletters", "--db", url_with_password),
-                 ("status", "--db", url_with_password.replace("/test", "/no_such_database"))):
+                 ("status", "--db", urlunsplit(urlsplit(url_with_password)._replace(path="/no_such_database")))):
         result = run_cli(*config, "-vv", *args)
         outputs[" ".join(args[:2])] = result.out + result.err
         assert "Traceback" not in result.err

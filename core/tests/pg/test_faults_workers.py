@@ -221,10 +221,16 @@ def test_postgres_restarting_mid_ingest_the_worker_waits_and_resumes(
     ensure_topics(kafka_broker.bootstrap, [topic], {}, partitions=2)
     worker = spawn(["listen", "--broker", "elasticc", "--bootstrap", kafka_broker.bootstrap, "--topic", topic,
                     "--db", private_pg_url], worker_env())
-    stream = Stream(kafka_broker.bootstrap, topic, n=2000, seconds=5).start()
-    wait_for(lambda: counts(private_pg_url)[0] >= 300, 40, "the worker to store some of the stream")
+    # The stream holds at half way until the server is down, so the rest arrives while it is: the crash lands
+    # mid-ingest even when a slow worker joins late and would otherwise read the whole stream in one batch.
+    stream = Stream(kafka_broker.bootstrap, topic, n=2000, seconds=5, pauses=(1000,)).start()
+    wait_for(lambda: stream.paused.is_set() and counts(private_pg_url)[0] >= 300, 40,
+             "the worker to store some of the stream")
+    stored_at_crash = counts(private_pg_url)[0]
     private_pg.stop("immediate")  # a crash: transactions in flight are lost, clients cut off
-    time.sleep(2.5)  # batches keep arriving from Kafka meanwhile
+    assert 0 < stored_at_crash < stream.n, "the crash did not land mid-ingest"
+    stream.resume()  # batches keep arriving from Kafka meanwhile
+    time.sleep(2.5)
     assert worker.proc.poll() is None, f"the worker gave up: {worker.logs()[-2000:]}"
     private_pg.start()
     wait_for(lambda: stream.done() and counts(private_pg_url) == (stream.n, len(GARBAGE)), 60,
