@@ -67,11 +67,17 @@ class Ingestor:
     def decode(self, payload: bytes, delivery: Delivery, decoder: Decoder | None = None) -> list[BrokerMessage]:
         """Decode a payload with the given decoder, or with the first of the broker's decoders that accepts it."""
         if decoder is not None:
-            return list(decoder(payload, delivery))
+            return _as_list(decoder(payload, delivery))
+        if len(self.decoders) == 1:  # the common case: one decoder, whose error needs no name in front
+            ((name, only),) = self.decoders
+            try:
+                return _as_list(only(payload, delivery))
+            except Exception as exc:  # noqa: BLE001 - the decoder reports in its own words
+                raise DecodeError(f"{name}: {exc}") from None
         errors = []
         for name, candidate in self.decoders:
             try:
-                return list(candidate(payload, delivery))
+                return _as_list(candidate(payload, delivery))
             except Exception as exc:  # noqa: BLE001 - each decoder reports in its own words
                 errors.append(f"{name}: {exc}")
         raise DecodeError("; ".join(errors) or f"broker {self.broker} has no decoder")
@@ -211,11 +217,17 @@ _ID_FIELDS = ("alert_id", "dia_source_id", "dia_object_id", "alert_published_ms"
 def _check_storable(m: BrokerMessage) -> None:
     # A decoder's bug (a string id, an id past 64 bits) must dead-letter its payload, not stop the loop at commit.
     ids = (m.alert_id, m.dia_source_id, m.dia_object_id, m.alert_published_ms, m.broker_ingest_ms, m.broker_publish_ms)
-    for field_name, value in zip(_ID_FIELDS, ids, strict=True):
+    for value in ids:
         if value is not None and (type(value) is not int or value not in _INT64):
+            field_name = _ID_FIELDS[ids.index(value)]
             raise DecodeError(f"{field_name} must be a 64-bit integer or null, got {value!r:.60}")
     if len(m.labels) != len(m.values):
         raise DecodeError(f"{len(m.labels)} labels but {len(m.values)} values")
+
+
+def _as_list(messages: Iterable[BrokerMessage]) -> list[BrokerMessage]:
+    # Decoders usually return a list already: copying it would be a wasted allocation per payload.
+    return messages if type(messages) is list else list(messages)
 
 
 def _values_json(values: Sequence[float | None]) -> str:
