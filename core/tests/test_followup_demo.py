@@ -46,5 +46,8 @@ def test_the_whole_follow_up_loop_against_the_emulators(tmp_path: Path, kafka_br
             assert skipped["reason"], name
     lines = summary_lines(result)
     assert lines[0].startswith(f"follow-up ranking {ranking['ranking_id']}") and any("gemini" in x for x in lines)
+    for info in facilities.values():  # every skip is told, with its reason
+        for skipped in info["skipped"]:
+            assert f"    object {skipped['object']} skipped: {skipped['reason']}" in lines
     assert result["demo"]["brokers"]["elasticc"]["messages"] == result["demo"]["alerts_sent"]
     store.close()

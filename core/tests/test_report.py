@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from alertmux.report import write_report
+from alertmux.scoring import SqliteScoring
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
@@ -32,13 +34,27 @@ def report(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_is_self_contained(report: Path) -> None:
     text = report.read_text()
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', text)
-    assert len(images) == 8  # 3 selections x 2 levels of heatmaps, turnaround, versus peak (one classifier)
+    # One classifier: 3 selections x 2 levels of heatmaps, completeness/purity bars at 2 levels, turnaround,
+    # versus peak.
+    assert len(images) == 10
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing to fetch from the network
     for heading in ("Stream completeness", "Confusion matrices", "Completeness and purity", "Turnaround",
                     "Versus days from peak"):
         assert heading in text
     assert "Dwarf Novae" in text and "SN-like" in text  # class names, in the tables too
+    # The overview links each classifier to its section.
+    (anchor,) = re.findall(r"<a href='#(classifier-\d+)'>", text)
+    assert f"id='{anchor}'" in text
+
+
+def test_headline_accuracy_is_the_confusion_diagonal(small_store: Path, report: Path) -> None:
+    counts = SqliteScoring(sqlite3.connect(small_store)).confusion("last")
+    diagonal = counts.loc[counts["true_class"] == counts["predicted_class"], "count"].sum()
+    accuracy = diagonal / counts["count"].sum()
+    assert 0 < accuracy < 1  # the emulator's matrix is neither perfect nor useless, so the check can fail
+    card = f"<div class='value'>{accuracy:.1%}</div><div class='label'>top-1 accuracy (last, leaf)</div>"
+    assert card in report.read_text()
 
 
 def test_report_command(small_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -141,6 +141,13 @@ def test_export_names_and_layout(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "out" / "scores.json").read_text())
     assert document["confusion"]["confusion-best-tiny_T"]["counts"] == [[1, 0], [0, 1]]
     assert document["stream-completeness"][0]["unsolicited"] == 1
+    # One JSON file per metric too, the same records as its CSV's rows.
+    metrics = ("class-metrics", "macro-f1", "log-loss", "turnaround", "turnaround-histogram", "versus-peak",
+               "stream-completeness", "classifiers")
+    assert {f"{name}.json" for name in metrics} <= written
+    for name in metrics:
+        records = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert records == document[name] and len(records) == len(pd.read_csv(tmp_path / "out" / f"{name}.csv"))
     raw = tmp_path / "raw.csv"
     # Two classes in each of four messages, one in the unsolicited one.
     assert export_classifications(scoring_db(scoring), raw) == 9

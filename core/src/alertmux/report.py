@@ -37,6 +37,11 @@ figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; text-align: ce
 table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; } th { background: #eef2f8; }
 td:first-child, th:first-child { text-align: left; }
+nav { background: #f4f7fb; border-radius: 6px; padding: 0.6em 1em; } nav a { margin-right: 1.2em; }
+.cards { display: flex; flex-wrap: wrap; gap: 0.8em; margin: 0.8em 0; }
+.card { background: #f4f7fb; border-left: 4px solid #4a6fa5; border-radius: 4px; padding: 0.5em 1em; min-width: 9em; }
+.card .value { font-size: 1.7em; font-weight: 600; color: #1d3557; } .card .label { font-size: 0.85em; color: #555; }
+details { margin: 0.4em 0; } summary { cursor: pointer; color: #4a6fa5; }
 """
 
 
@@ -120,6 +125,39 @@ def versus_peak_figure(curve: pd.DataFrame) -> Figure:
     return fig
 
 
+def class_metrics_figure(metrics: pd.DataFrame, title: str) -> Figure:
+    """Completeness and purity per true class as paired horizontal bars, classes by name in taxonomy order."""
+    import numpy as np
+
+    shown = metrics[metrics["n_true"] > 0]  # a class only ever predicted has no completeness to draw
+    names = list(shown["class_name"])
+    fig = _new_figure(6.0, max(2.2, 0.32 * len(names) + 1.2))
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, shown["completeness"].fillna(0.0), height=0.4, color="#4a6fa5", label="completeness")
+    # Purity is undefined for a class never predicted: drawn as 0 (the table says "-").
+    ax.barh(y + 0.2, shown["purity"].fillna(0.0), height=0.4, color="#e76f51", label="purity")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()  # taxonomy order reads top to bottom, like the heatmaps' rows
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def _cards(items: Sequence[tuple[str, str]]) -> str:
+    """Headline numbers, big: what a reader looks at first."""
+    cells = "".join(f"<div class='card'><div class='value'>{html.escape(value)}</div>"
+                    f"<div class='label'>{html.escape(label)}</div></div>" for label, value in items)
+    return f"<div class='cards'>{cells}</div>"
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    return "-" if value is None or value != value else pattern.format(value)
+
+
 def _table(frame: pd.DataFrame, columns: Sequence[str], formats: dict[str, str] | None = None) -> str:
     formats = formats or {}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -159,7 +197,18 @@ def _section(t: _Tables, row: Any) -> str:
     import pandas as pd
 
     cid = int(row.classifier_id)
-    parts = [f"<h2>{html.escape(classifier_label(row))}</h2>"]
+    parts = [f"<h2 id='classifier-{cid}'>{html.escape(classifier_label(row))}</h2>"]
+    headline = _headline(t, cid)
+    parts.append(_cards([
+        (f"top-1 accuracy ({t.kinds[0]}, leaf)", _fmt(headline["accuracy"], "{:.1%}")),
+        (f"macro F1 ({t.kinds[0]}, leaf / category)",
+         f"{_fmt(headline['macro_f1_leaf'], '{:.2f}')} / {_fmt(headline['macro_f1_category'], '{:.2f}')}"),
+        ("log-loss (all messages)", _fmt(headline["log_loss"], "{:.2f}")),
+        ("objects scored", _fmt(headline["objects"], "{:d}")),
+        ("sent alerts answered", _fmt(headline["answered_share"], "{:.1%}")),
+        ("turnaround p50 / p90 (total)",
+         f"{_fmt(headline['p50_s'], '{:.3g}')} / {_fmt(headline['p90_s'], '{:.3g}')} s"),
+    ]))
     stream = t.stream[t.stream["classifier_id"] == cid]
     parts.append("<h3>Stream completeness</h3>")
     parts.append(_table(stream, ["alerts_sent", "alerts_answered", "answered_share", "messages",
@@ -189,13 +238,20 @@ def _section(t: _Tables, row: Any) -> str:
             caption = f"{kind} classification, {level} level ({objects} objects)"
             parts.append(_figure(caption, heatmap(matrix, caption)))
     parts.append("</div>")
+    parts.append(f"<h3>Completeness and purity, {t.kinds[0]} classification</h3><div class='grid'>")
+    tables = []
     for level in LEVELS:
         metrics = t.class_metrics[level]
         metrics = metrics[metrics["classifier_id"] == cid].assign(class_name=lambda f: f["class_id"].map(class_name))
-        parts.append(f"<h3>Completeness and purity, {t.kinds[0]} classification, {level} level</h3>")
-        parts.append(_table(metrics, ["class_name", "n_true", "n_predicted", "true_positives", "completeness",
-                                      "purity", "f1"],
-                            {"completeness": "{:.3f}", "purity": "{:.3f}", "f1": "{:.3f}"}))
+        if (metrics["n_true"] > 0).any():
+            caption = f"{level} level"
+            parts.append(_figure(caption, class_metrics_figure(metrics, f"{t.kinds[0]} classification, {caption}")))
+        # The numbers stay one click away: the bars are for looking, the table for quoting.
+        tables.append(f"<details><summary>table: {level} level</summary>"
+                      + _table(metrics, ["class_name", "n_true", "n_predicted", "true_positives", "completeness",
+                                         "purity", "f1"],
+                               {"completeness": "{:.3f}", "purity": "{:.3f}", "f1": "{:.3f}"}) + "</details>")
+    parts.append("</div>" + "".join(tables))
     parts.append("<h3>Turnaround</h3>")
     turnaround = t.turnaround[t.turnaround["classifier_id"] == cid]
     parts.append(_table(turnaround, ["span", "n", "non_positive", "min_s", "p50_s", "p90_s", "p99_s", "max_s"],
@@ -210,6 +266,44 @@ def _section(t: _Tables, row: Any) -> str:
     else:
         parts.append(_figure("all classifications, 5-day bins", versus_peak_figure(curve)))
     return "\n".join(parts)
+
+
+def _headline(t: _Tables, cid: int) -> dict[str, Any]:
+    """A classifier's headline numbers, from the frames already queried (nothing is recomputed here)."""
+    metrics = t.class_metrics["leaf"]
+    mine = metrics[metrics["classifier_id"] == cid]
+    objects = int(mine["n_true"].sum())
+    total = t.turnaround[(t.turnaround["classifier_id"] == cid) & (t.turnaround["span"] == "total")]
+    return {
+        # Every object is counted once as a true class, so TP over n_true summed is the top-1 accuracy.
+        "accuracy": float(mine["true_positives"].sum()) / objects if objects else None,
+        "objects": objects,
+        "macro_f1_leaf": _one(t.macro_f1[(t.kinds[0], "leaf")], cid, "macro_f1"),
+        "macro_f1_category": _one(t.macro_f1[(t.kinds[0], "category")], cid, "macro_f1"),
+        "log_loss": _one(t.log_loss[("all", "leaf")], cid, "log_loss"),
+        "answered_share": _one(t.stream, cid, "answered_share"),
+        "p50_s": None if total.empty else total["p50_s"].iloc[0],
+        "p90_s": None if total.empty else total["p90_s"].iloc[0],
+    }
+
+
+def _overview(t: _Tables) -> str:
+    """All classifiers side by side, each linked to its section: the page's first screen."""
+    rows = []
+    for row in t.classifiers.itertuples():
+        cid = int(row.classifier_id)
+        h = _headline(t, cid)
+        cells = [f"<td><a href='#classifier-{cid}'>{html.escape(classifier_label(row))}</a></td>"]
+        cells += [f"<td>{html.escape(text)}</td>" for text in (
+            _fmt(h["objects"], "{:d}"), _fmt(h["accuracy"], "{:.1%}"), _fmt(h["macro_f1_leaf"], "{:.3f}"),
+            _fmt(h["macro_f1_category"], "{:.3f}"), _fmt(h["log_loss"], "{:.3f}"),
+            _fmt(h["answered_share"], "{:.1%}"), _fmt(h["p50_s"], "{:.3g}"), _fmt(h["p90_s"], "{:.3g}"))]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{c}</th>" for c in (
+        "classifier", "objects", f"top-1 accuracy ({t.kinds[0]})", "macro F1 leaf", "macro F1 category",
+        "log-loss (all)", "alerts answered", "total p50 s", "total p90 s"))
+    return f"<nav><h2 style='border:0;margin-top:0.3em'>Overview</h2><table><tr>{head}</tr>{''.join(rows)}</table>" \
+           "</nav>"
 
 
 def build_report(scoring: Scoring, title: str = "alertmux report", nth: int = 3) -> str:
@@ -229,7 +323,8 @@ def build_report(scoring: Scoring, title: str = "alertmux report", nth: int = 3)
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p class='meta'>generated {generated}; {len(tables.classifiers)} classifier(s). Definitions: see the "
-        "alertmux.scoring module documentation.</p>" + "\n".join(sections) + "</body></html>"
+        "alertmux.scoring module documentation.</p>"
+        + (_overview(tables) if len(tables.classifiers) else "") + "\n".join(sections) + "</body></html>"
     )
 
 

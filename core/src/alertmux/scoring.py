@@ -490,12 +490,13 @@ def classifier_label(row: Any) -> str:
 
 
 def export_scores(scoring: Scoring, out: Path, nth: int = 3) -> list[Path]:
-    """Write every metric to ``out`` as CSV files with fixed names, plus ``scores.json`` with all of them.
+    """Write every metric to ``out`` as CSV and JSON files with fixed names, plus ``scores.json`` with all of them.
 
     Files: ``confusion-<kind>-<classifier>.csv`` (kind ``last``, ``after<nth>``, ``best``; leaf classes; counts)
-    and ``confusion-category-<kind>-<classifier>.csv`` (rolled up to the categories), ``classifiers.csv``,
-    ``class-metrics.csv``, ``macro-f1.csv``, ``log-loss.csv``, ``turnaround.csv``, ``turnaround-histogram.csv``,
-    ``versus-peak.csv``, ``stream-completeness.csv``.
+    and ``confusion-category-<kind>-<classifier>.csv`` (rolled up to the categories); one file per other metric,
+    each as ``.csv`` and as ``.json`` (a list of records, the CSV's rows): ``classifiers``, ``class-metrics``,
+    ``macro-f1``, ``log-loss``, ``turnaround``, ``turnaround-histogram``, ``versus-peak``,
+    ``stream-completeness``. ``scores.json`` holds every table and every confusion matrix in one document.
 
     Returns:
         The files written.
@@ -537,7 +538,11 @@ def export_scores(scoring: Scoring, out: Path, nth: int = 3) -> list[Path]:
         if "class_id" in frame:
             frame = frame.assign(class_name=frame["class_id"].map(class_name))
         write(f"{name}.csv", frame)
-        document[name] = json.loads(frame.to_json(orient="records"))
+        records = json.loads(frame.to_json(orient="records"))  # via pandas: NaN -> null, numpy -> JSON numbers
+        document[name] = records
+        path = out / f"{name}.json"
+        path.write_text(json.dumps(records, indent=1))
+        written.append(path)
     path = out / "scores.json"
     path.write_text(json.dumps(document, indent=1))
     written.append(path)

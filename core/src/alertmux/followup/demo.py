@@ -199,6 +199,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         states = ", ".join(f"{n} {s}" for s, n in sorted(info.get("states", {}).items())) or "no requests"
         note = "" if info.get("status_api", True) else " (no status API: triggers stay 'submitted')"
         lines.append(f"  {name}: {info['submitted']} submitted, {len(info['skipped'])} skipped; {states}{note}")
+        # Say why: a facility that took nothing (a 2 m and faint targets) is otherwise a silent zero.
+        for skipped in info["skipped"]:
+            lines.append(f"    object {skipped['object']} skipped: {skipped['reason']}")
     followup = result.get("demo", {}).get("brokers", {}).get(SPECTROSCOPY_BROKER)
     accuracy = followup.get("top1_accuracy") if followup else None
     lines.append(f"  data products: {result.get('products', 0)}; spectroscopic classifications reported: "
