@@ -18,6 +18,8 @@ Measured, each from alert dicts in memory to the last delivery report recorded i
   alone, as when a visit is prepared before its time comes (Rubin's own simulator replays pre-serialized alerts).
 
 Prints one line per measurement and a JSON line; exits 1 when the visit took longer than ``--budget`` seconds.
+The machine's cores may be shared: the visit's CPU time and its share of the cores' time are printed too, so a
+visit slowed by other processes (share well below 100 %) can be told from a slow streamer.
 """
 
 from __future__ import annotations
@@ -120,14 +122,23 @@ def main() -> int:  # noqa: D103
         store = open_store(Path(tmp) / "bench.db")
         run_id = store.start_run("bench", {"alerts": len(alerts)})
 
+        load = os.getloadavg()[0]
+        cpu_before = _cpu_seconds()
         started = time.monotonic()
         stats = stream_alerts(store, run_id, alerts, bootstrap=kafka.bootstrap, topic="bench-visit",
                               client_config=client_config, schema=args.schema, processes=args.processes)
         visit = time.monotonic() - started
+        cpu = _cpu_seconds() - cpu_before
+        # The cores are shared with other processes: the CPU the visit got, over what its cores could give,
+        # says whether a slow visit was slow code (share near 1) or a busy machine (share well below 1).
+        share = cpu / (visit * (os.cpu_count() or 1))
         recorded = len(store.sent_alert_ids(run_id, "bench-visit"))
         assert stats.sent == recorded == len(alerts), (stats, recorded)
         print(f"visit (encode on every core, pipelined with sending): {visit:.1f} s "
               f"= {len(alerts) / visit:,.0f} alerts/s; budget {args.budget:g} s", file=sys.stderr)
+        print(f"  it used {cpu:.1f} s of CPU, {share:.0%} of its {os.cpu_count()} cores' time (load before: "
+              f"{load:.2f}); on idle cores that CPU is a visit of ~{cpu / (os.cpu_count() or 1):.1f} s",
+              file=sys.stderr)
 
         started = time.monotonic()
         payloads = encode_alerts(alerts, args.processes, schema=args.schema)
@@ -140,10 +151,17 @@ def main() -> int:  # noqa: D103
         print(f"pre-encoded: encoding {encoded:.1f} s, then sending {sent:.1f} s "
               f"= {len(alerts) / sent:,.0f} alerts/s", file=sys.stderr)
         store.close()
-    results |= {"visit_seconds": round(visit, 2), "budget_seconds": args.budget,
+    results |= {"visit_seconds": round(visit, 2), "visit_cpu_seconds": round(cpu, 2),
+                "visit_cpu_share": round(share, 2), "load_before": round(load, 2), "budget_seconds": args.budget,
                 "encode_seconds": round(encoded, 2), "pre_encoded_send_seconds": round(sent, 2)}
     print(json.dumps(results))
     return 0 if visit <= args.budget else 1
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its reaped children (the encoding pool, joined at the end)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class _Given:

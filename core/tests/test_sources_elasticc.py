@@ -77,6 +77,25 @@ def test_v0_9_converts_to_v0_9_1_dropping_only_what_v0_9_1_lacks() -> None:
     assert transcode(new, "elasticc.v0_9_1") == new
 
 
+def test_the_2022_v0_9_draft_keeps_its_host_redshift_and_re_encodes_to_every_rubin_version() -> None:
+    from alertmux.sources.rubin import decode_wire, rubin_versions
+
+    old = v09_alert()
+    assert "hostgal_z" in old["diaObject"] and "hostgal_zspec" not in old["diaObject"]  # the draft's names
+    new = elasticc_v0_9_to_v0_9_1(old)["diaObject"]
+    assert new["hostgal_zspec"] == old["diaObject"]["hostgal_z"]
+    assert new["hostgal2_zspec_err"] == old["diaObject"]["hostgal2_z_err"]
+    assert new["hostgal_zphot_q050"] == old["diaObject"]["hostgal_zphot_q50"]
+    src = old["diaSource"]
+    for version in rubin_versions():
+        decoded_version, rubin = decode_wire(encode(old, version))
+        assert decoded_version == version
+        got = rubin["diaSource"]
+        assert (got["diaSourceId"], got["diaObjectId"], got["midpointMjdTai"], got["psfFlux"]) == (
+            src["diaSourceId"], src["diaObjectId"], src["midPointTai"], src["psFlux"])
+        assert [s["diaSourceId"] for s in rubin["prvDiaSources"]] == [s["diaSourceId"] for s in old["prvDiaSources"]]
+
+
 def nite_tarball(path: Path, alerts: list[dict[str, Any]], extra: dict[str, bytes] | None = None) -> None:
     schema = load_schema("elasticc.v0_9_1.alert")
     with tarfile.open(path, "w:gz") as archive:

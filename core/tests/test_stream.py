@@ -154,6 +154,75 @@ def test_a_restarted_stream_sends_only_what_was_not_acknowledged(run: RunCli, ka
     assert db_rows(db, "SELECT COUNT(*) FROM alerts_sent WHERE run_id = ?", run_id) == [(first["sent"],)]
 
 
+@pytest.mark.kafka
+def test_an_interrupted_stream_records_what_kafka_acknowledged(kafka_broker: Any, tmp_path: Path,
+                                                                unique_topic: str) -> None:
+    from alertmux.embedded import local_client_config
+    from alertmux.harness import stream_alerts
+    from alertmux.store import open_store
+
+    alerts = [elasticc_alert(i, i % 50, 60100.0 + i / 1000) for i in range(1, 901)]
+    store = open_store(tmp_path / "s.db")
+    run_id = store.start_run("stream", {})
+
+    def interrupt(_stage: str, done: int, _total: int | None) -> None:
+        if done >= 600:  # mid-stream, before the 1000-alert batch of sent times would have been recorded
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stream_alerts(store, run_id, alerts, bootstrap=kafka_broker.bootstrap, topic=unique_topic,
+                      client_config=local_client_config(), progress=interrupt, processes=1)
+    recorded = store.sent_alert_ids(run_id, unique_topic)
+    assert len(recorded) >= 600  # every alert produced before the interruption was acknowledged and recorded
+    resumed = stream_alerts(store, run_id, alerts, bootstrap=kafka_broker.bootstrap, topic=unique_topic,
+                            client_config=local_client_config(), processes=1)
+    assert (resumed.skipped, resumed.sent) == (len(recorded), len(alerts) - len(recorded))
+    schema = load_schema("elasticc.v0_9_1.alert")
+    arrived = Counter(schemaless_decode(m.value(), schema)["alertId"] for m in consume(kafka_broker.bootstrap,
+                                                                                      unique_topic, len(alerts)))
+    assert sorted(arrived) == list(range(1, 901)) and set(arrived.values()) == {1}, "resent after the interrupt"
+    store.close()
+
+
+@pytest.mark.kafka
+def test_sigterm_stops_a_stream_that_then_resumes_without_resending(kafka_broker: Any, tmp_path: Path,
+                                                                     unique_topic: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.db"
+    args = [str(Path(sys.executable).parent / "alertmux"), "stream", "--objects", "15", "--seed", "5", "--rate",
+            "200", "--bootstrap", kafka_broker.bootstrap, "--topic", unique_topic, "--db", str(db)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTMUX__")}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    planned = 0
+    while time.monotonic() < deadline and not planned:  # the source is read and recorded before streaming starts
+        time.sleep(0.1)
+        try:
+            planned = db_rows(db, "SELECT COUNT(*) FROM alerts")[0][0] if db.exists() else 0
+        except sqlite3.OperationalError:
+            planned = 0  # the table is not there yet
+    time.sleep(1.0)  # at 200 alerts/s: well under way, far from done (sent times are recorded per 1000 alerts)
+    assert proc.poll() is None, "the stream ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "--run" in err, err
+    [(run_id, planned)] = db_rows(db, "SELECT run_id, COUNT(*) FROM alerts GROUP BY run_id")
+    recorded = db_rows(db, "SELECT COUNT(*) FROM alerts_sent")[0][0]
+    assert 0 < recorded < planned
+    resumed = subprocess.run([*args, "--run", run_id], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.splitlines()[-1])
+    assert summary["skipped"] == recorded and summary["sent"] == planned - recorded
+    schema = load_schema("elasticc.v0_9_1.alert")
+    arrived = Counter(schemaless_decode(m.value(), schema)["alertId"] for m in consume(kafka_broker.bootstrap,
+                                                                                      unique_topic, planned))
+    assert len(arrived) == planned and set(arrived.values()) == {1}, "alerts sent before SIGTERM were resent"
+
+
 class DeepAndWide:
     """A source plugin with one wide-survey and one deep-drilling object (registered like any third party's)."""
 

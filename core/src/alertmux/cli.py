@@ -112,6 +112,30 @@ def _stop_on_signals() -> Iterator[list[int]]:
             signal.signal(s, handler)
 
 
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that an interrupted stream records what was sent."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _resume_hint(run_id: str) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, say how to resume: what Kafka acknowledged is recorded and will not be resent."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted: run again with --run {run_id} to send the rest", highlight=False)
+        raise
+
+
 # -- plugins ------------------------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
@@ -233,7 +257,8 @@ def stream(ctx: _Context, source: str, path: str | None, source_options: tuple[s
     """Stream alerts from a source to Kafka, recording truth and per-(alert, topic) sent times.
 
     Prints one JSON summary line; bad inputs (a corrupt file in a directory...) are reported on stderr and
-    skipped. Run again with --run ID to resume: what Kafka acknowledged is not sent twice.
+    skipped. Run again with --run ID to resume, also after Ctrl-C or SIGTERM: what Kafka acknowledged is not
+    sent twice.
     """
     import time
 
@@ -279,7 +304,7 @@ def stream(ctx: _Context, source: str, path: str | None, source_options: tuple[s
 
     started = time.monotonic()
     per_topic: dict[str, dict[str, int]] = {}
-    with _progress() as progress:
+    with _sigterm_interrupts(), _resume_hint(run_id), _progress() as progress:
         ddf: set[int] = set()
         opened = spec.open(**{"objects": objects, "seed": seed, "class_mix": class_mix, **settings, "nights": window,
                               "on_bad_input": on_bad_input})

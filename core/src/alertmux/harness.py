@@ -154,7 +154,8 @@ def stream_alerts(
     The sent time is the moment Kafka acknowledged that alert (its delivery report), per alert and topic; DESC
     stamped whole flushes of up to 1000 alerts, which biases turnaround by up to a flush. Alerts already
     acknowledged on this topic in this run are skipped before encoding, so a restarted stream resumes. An alert
-    that cannot be encoded, or that Kafka refuses, is logged and counted in ``failed``; the stream goes on.
+    that cannot be encoded, or that Kafka refuses, is logged and counted in ``failed``; the stream goes on. An
+    interrupted stream (an exception, KeyboardInterrupt) still records the acknowledgements it has received.
     """
     from alertmux.sources import alert_id_of, object_id_of
 
@@ -175,8 +176,10 @@ def stream_alerts(
         else:
             acked.append((alert_id, now_ms()))
 
-    def drain(force: bool = False) -> None:
-        if force:
+    def drain(force: bool = False, flush_timeout: float | None = None) -> None:
+        if force and flush_timeout is not None:
+            producer.flush(flush_timeout)
+        elif force:
             producer.flush()
         else:
             producer.poll(0)
@@ -218,6 +221,14 @@ def stream_alerts(
             if progress and n % 200 == 0:
                 progress(stage, n, len(pending))
         drain(force=True)
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM, a store error): record what Kafka has acknowledged so far, waiting a
+        # little for the deliveries in flight, so that a resumed run does not send those alerts again.
+        try:
+            drain(force=True, flush_timeout=5.0)
+        except Exception:  # noqa: BLE001 - the original error is the one to raise
+            log.exception("could not record the acknowledged alerts of an interrupted stream")
+        raise
     finally:
         close = getattr(encoded, "close", None)
         if close is not None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -84,15 +85,40 @@ def _project(row: Mapping[str, Any] | None, fields: frozenset[str]) -> dict[str,
     return None if row is None else {k: v for k, v in row.items() if k in fields}
 
 
+_EARLY_V0_9_HOST = re.compile(r"^(hostgal2?)_(z|z_err|zphot_q(\d\d))$")
+"""diaObject host-galaxy names of the 2022 drafts of v0_9 (Fink's sample alert): hostgal_z, hostgal_zphot_q10..."""
+
+
+def _early_v0_9_host_names(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` with the 2022 drafts' host-galaxy names also given their final ones (hostgal_z -> hostgal_zspec).
+
+    So a v0_9 alert of either draft keeps its host redshifts (hostgal_zphot_q10 -> hostgal_zphot_q010...);
+    q99 has no final counterpart (the final schema ends at q100) and is dropped with the other unknown fields.
+    """
+    renamed = dict(row)
+    for key, value in row.items():
+        match = _EARLY_V0_9_HOST.match(key)
+        if match is None:
+            continue
+        prefix, what, quantile = match.groups()
+        final = f"{prefix}_zphot_q0{quantile}" if quantile else f"{prefix}_{what.replace('z', 'zspec', 1)}"
+        renamed.setdefault(final, value)
+    return renamed
+
+
 def elasticc_v0_9_to_v0_9_1(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop what ``elasticc.v0_9`` has and ``v0_9_1`` does not (ccdVisitId, nobs, totFlux, limits, cutouts...)."""
+    """Drop what ``elasticc.v0_9`` has and ``v0_9_1`` does not (ccdVisitId, nobs, totFlux, limits, cutouts...).
+
+    Host-galaxy fields of the 2022 drafts of v0_9 are renamed to their final names first.
+    """
     fields = _v0_9_1_fields()
     out = {k: v for k, v in alert.items() if k in fields["alert"]}
     out["diaSource"] = _project(alert["diaSource"], fields["diaSource"])
     for key, kind in (("prvDiaSources", "diaSource"), ("prvDiaForcedSources", "diaForcedSource")):
         rows = alert.get(key)
         out[key] = None if rows is None else [_project(r, fields[kind]) for r in rows]
-    out["diaObject"] = _project(alert.get("diaObject"), fields["diaObject"])
+    obj = alert.get("diaObject")
+    out["diaObject"] = _project(None if obj is None else _early_v0_9_host_names(obj), fields["diaObject"])
     return out
 
 
@@ -109,9 +135,19 @@ def transcode(alert: Mapping[str, Any], schema: str) -> dict[str, Any]:
         return rubin.alert_to_elasticc_shape(alert)
     if is_rubin(alert):
         return rubin.rubin_to_rubin(alert, schema)
+    from pydantic import ValidationError
+
     from alertmux.models import alert_from_elasticc
 
-    return rubin.alert_to_rubin(alert_from_elasticc(alert), schema)
+    try:
+        parsed = alert_from_elasticc(alert)
+    except ValidationError:
+        if source != "elasticc.v0_9":
+            raise
+        # A 2022 draft of v0_9 (Fink's sample has hostgal_z, not hostgal_zspec) fails the final v0_9 model:
+        # read it through its v0_9_1 projection, which keeps everything a Rubin alert has room for.
+        parsed = alert_from_elasticc(elasticc_v0_9_to_v0_9_1(alert))
+    return rubin.alert_to_rubin(parsed, schema)
 
 
 def encode(alert: Mapping[str, Any], schema: str) -> bytes:
