@@ -192,6 +192,22 @@ def test_items_go_to_the_plugin_that_claims_their_broker_name(served) -> None:
                     " USING (classifier_id)") == [("pusher", "pusher", 2332)]
 
 
+def test_unknown_labels_are_stored_verbatim_and_reported_to_the_pusher(served) -> None:
+    url, db, token = served
+    auth = {"Authorization": f"Token {token}"}
+    known = httpx.put(url + V2, json=message(50, classes=((7, 1.0),), brokerName="Pusher"), headers=auth).json()
+    assert "unknown_labels" not in known
+    pushed = [message(51, classes=((7, 0.6), (99, 0.4)), brokerName="Pusher"),
+              message(52, classes=((99, 1.0),), brokerName="Pusher")]
+    body = httpx.put(url + V2, json=pushed, headers=auth).json()
+    assert body["num_loaded"] == 2 and body["unknown_labels"] == {"pusher:99": 2}
+    # the next request reports only its own unknown labels, not the server's running count
+    assert "unknown_labels" not in httpx.put(url + V2, json=message(53, classes=((7, 1.0),), brokerName="Pusher"),
+                                             headers=auth).json()
+    kept = rows(db, "SELECT class_id, native_class FROM classifications WHERE native_class = '99'")
+    assert kept and all(class_id is None for class_id, _ in kept)
+
+
 def test_only_salted_hashes_are_stored(served) -> None:
     url, db, token = served
     client, _ = login(url)

@@ -34,6 +34,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,11 +337,14 @@ def _ingest(backend: _Backend, path: str, body: bytes, user: str) -> dict[str, A
     rows_by_broker: dict[str, list[tuple[Any, ...]]] = {}
     dead: list[DeadLetter] = []
     errors: list[dict[str, Any]] = []
+    unknown: Counter[str] = Counter()
     with backend.lock:
         for index, item in enumerate(items):
             raw = json.dumps(item, separators=(",", ":")).encode()
             broker, decoder = backend.route(item)
             ingestor = backend.ingestor(broker)
+            # The ingestor counts unknown labels over the server's life; this request's are the difference.
+            before = Counter(ingestor.unknown_labels)
             try:
                 if not isinstance(item, dict):
                     raise ValueError(f"expected a JSON object, got {type(item).__name__}")
@@ -352,6 +356,8 @@ def _ingest(backend: _Backend, path: str, body: bytes, user: str) -> dict[str, A
                 reason = f"{type(exc).__name__}: {exc}"
             else:
                 rows_by_broker.setdefault(broker, []).extend(rows)
+                for (scheme, label), count in (ingestor.unknown_labels - before).items():
+                    unknown[f"{scheme}:{label}"] += count
                 continue
             errors.append({"index": index, "error": reason})
             dead.append(ingestor.dead_letter(raw, delivery, reason))
@@ -371,6 +377,11 @@ def _ingest(backend: _Backend, path: str, body: bytes, user: str) -> dict[str, A
                               "num_received": len(items), "num_rejected": len(errors)}
     if errors:
         result["errors"] = errors[:100]
+    if unknown:
+        # Stored verbatim with no class id (never dropped); said here so the pushing broker learns of it too.
+        log.warning("user %s pushed %d label(s) no normalizer knows to %s: %s", user, sum(unknown.values()), path,
+                    ", ".join(f"{label} x{count}" for label, count in sorted(unknown.items())))
+        result["unknown_labels"] = dict(sorted(unknown.items()))
     return result
 
 

@@ -401,3 +401,30 @@ def test_demo_runs_every_broker_emulator_at_once(kafka_broker, kafka_client_conf
         info = summary["brokers"][name]
         assert info["messages"] == sent * per_alert[name] and info["classifications"] >= info["messages"], name
         assert info["dead_letters"] == 0, name
+
+
+def test_rest_poll_follows_objects_through_api_objects(http_server, tmp_path, run_cli, monkeypatch) -> None:
+    histories = {"ZTF26aamcbly": ztf_rows(3, 61000.0),
+                 "ZTF26aamcblz": [r | {"i:candid": r["i:candid"] + 100, "i:objectId": "ZTF26aamcblz"}
+                                  for r in ztf_rows(2, 61000.0)]}
+
+    def handler(request):
+        assert request.path == "/api/v1/objects", request.path  # neither /latests nor /tags in this mode
+        return 200, histories.get(parse_qs(request.query)["objectId"][0], [])
+
+    server = http_server(json_app(handler))
+    for key, value in {"SURVEY": "ztf", "OBJECTS": "ZTF26aamcbly, ZTF26aamcblz", "REQUEST_PAUSE": "0"}.items():
+        monkeypatch.setenv(f"ALERTMUX__BROKERS__FINK__{key}", value)
+    db = str(tmp_path / "objects.db")
+    first = run_cli("poll", "--broker", "fink", "--base-url", server.url, "--db", db, "--once")
+    assert first.code == 0, first.err
+    assert json.loads(first.out)["dead_letters"] == 0
+    with closing(sqlite3.connect(db)) as conn:
+        alerts = {r[0] for r in conn.execute("SELECT alert_id FROM messages")}
+    assert alerts == {1000, 1001, 1002, 1100, 1101}
+    assert [parse_qs(r.query)["objectId"] for r in server.requests] == [["ZTF26aamcbly"], ["ZTF26aamcblz"]]
+    histories["ZTF26aamcbly"] = ztf_rows(4, 61000.0)  # one new alert since: only it is stored
+    again = json.loads(run_cli("poll", "--broker", "fink", "--base-url", server.url, "--db", db, "--once").out)
+    assert again["stored"] >= 1 and again["dead_letters"] == 0
+    with closing(sqlite3.connect(db)) as conn:
+        assert {r[0] for r in conn.execute("SELECT alert_id FROM messages")} == alerts | {1003}

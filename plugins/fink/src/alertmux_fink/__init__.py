@@ -47,6 +47,8 @@ class FinkSettings(BrokerSettings):
     since_mjd: float | None = None
     request_pause: float = 1.0
     """Seconds between two requests of one pass: Fink's API is shared, be polite."""
+    objects: list[str] | str | None = None
+    """Object ids to follow through ``/api/v1/objects`` instead of a tag or class (a list, or comma-separated)."""
 
 
 ELASTICC_IDENTITY = {"brokerName": "Fink", "brokerVersion": "4.1"}

@@ -1,4 +1,4 @@
-"""Polling Fink's REST APIs for the latest alerts of a class (ZTF) or a tag (LSST), politely.
+"""Polling Fink's REST APIs for the latest alerts of a class (ZTF) or a tag (LSST), or for objects, politely.
 
 Routes (astrolabsoftware/fink-object-api@17051cac1e, ``apps/routes/v1``):
 
@@ -8,10 +8,14 @@ Routes (astrolabsoftware/fink-object-api@17051cac1e, ``apps/routes/v1``):
 * LSST (``https://api.lsst.fink-portal.org``): no ``/latests``; ``/api/v1/tags`` with ``tag`` (a livestream filter,
   e.g. ``cataloged``) and the same ``n``/``startdate``/``stopdate``; a bare ``/api/v1/tags`` lists the tags.
 
-Both answer the *last* ``n`` alerts of the window, newest first. A pass therefore reads the window [cursor, now];
-when a page comes back full it narrows the window's end to the oldest alert of the page and asks again, until a page
-is not full; the cursor then moves to the newest alert seen. Windows overlap at their edges on purpose: a row read
-twice is stored once (rows are keyed by alert id). Requests of one pass are spaced by ``request_pause`` seconds.
+With ``objects`` set (a list of object ids), a pass instead asks ``/api/v1/objects`` (both APIs; GET with
+``objectId``) for each object's alerts, one page per object: what tom_fink does to follow known objects.
+
+``latests`` and ``tags`` answer the *last* ``n`` alerts of the window, newest first. A pass therefore reads the
+window [cursor, now]; when a page comes back full it narrows the window's end to the oldest alert of the page and
+asks again, until a page is not full; the cursor then moves to the newest alert seen. Windows overlap at their edges
+on purpose: a row read twice is stored once (rows are keyed by alert id). Requests of one pass are spaced by
+``request_pause`` seconds.
 """
 
 from __future__ import annotations
@@ -82,10 +86,13 @@ def poll(ctx: RestContext) -> Iterator[RestPage]:
 
     Settings (``[brokers.fink]``): ``survey`` (lsst | ztf), ``tag`` or ``fink_class``, ``page_size`` (the API's
     ``n``, default 100), ``since_mjd`` (first poll's start, default one day ago), ``columns`` (default: all),
-    ``request_pause`` (seconds between requests, default 1).
+    ``request_pause`` (seconds between requests, default 1); or ``objects`` (object ids: :func:`poll_objects`).
     """
     settings = ctx.settings
     api = api_of(settings)
+    if settings.get("objects"):
+        yield from poll_objects(ctx, api)
+        return
     wanted = settings.get(api.setting)
     if not wanted:
         raise UsageError(f"[brokers.fink] set {api.setting} (the {api.selector} to poll on the {api.name} API)")
@@ -121,6 +128,39 @@ def poll(ctx: RestContext) -> Iterator[RestPage]:
             return
         yield RestPage(payloads)  # the cursor moves only once the whole window was read
         stop = oldest
+
+
+OBJECTS_PATH = "api/v1/objects"
+"""Every alert of one object, on both APIs (fink-object-api ``apps/routes/v1/{ztf,lsst}/objects``)."""
+
+
+def object_ids(value: Any) -> list[str]:
+    """The ``objects`` setting as a list: a TOML list, or one comma-separated string (as an environment variable)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def poll_objects(ctx: RestContext, api: Api) -> Iterator[RestPage]:
+    """One page per object of ``objects``: its alerts from ``/api/v1/objects``.
+
+    No cursor: the API returns an object's whole history each time, and rows are keyed by alert id, so a later pass
+    stores only the alerts that are new.
+    """
+    settings = ctx.settings
+    pause = float(settings.get("request_pause", 1.0))
+    for index, object_id in enumerate(object_ids(settings["objects"])):
+        if ctx.should_stop():
+            return
+        if index and pause:
+            time.sleep(pause)  # polite: Fink publishes no rate limit, so space the requests as tom_fink users do
+        params: dict[str, Any] = {"objectId": object_id, "output-format": "json"}
+        if settings.get("columns"):
+            params["columns"] = settings["columns"]
+        rows = ctx.get_json(OBJECTS_PATH, params)
+        if not isinstance(rows, list):
+            raise DecodeError(f"{OBJECTS_PATH} answered {type(rows).__name__}, not a list of rows")
+        source = f"{ctx.base_url.rstrip('/')}/{OBJECTS_PATH}"
+        yield RestPage([(json.dumps(row).encode(), Delivery(source=source)) for row in rows])
 
 
 def probe(ctx: RestContext) -> str:
