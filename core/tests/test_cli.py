@@ -90,6 +90,18 @@ def test_decode_broker_message_file_as_is_and_normalized(run: RunCli, tmp_path: 
     assert "unknown label 9999" in normalized.err
 
 
+def test_decode_broker_says_how_much_each_file_gave_and_names_an_empty_one(run: RunCli, tmp_path: Path) -> None:
+    message, empty = tmp_path / "message.avro", tmp_path / "empty.json"
+    message.write_bytes(broker_message(classes=((2222, 0.75), (2223, 0.25))))
+    empty.write_text("[]")  # valid JSON that carries no broker message
+    result = run("decode", "--broker", "elasticc", str(message), str(empty))
+    assert result.code == 0
+    assert len(result.json_lines) == 2
+    assert f"{message}: 1 message(s), 2 classification(s)" in result.err
+    assert f"{empty}: 0 message(s), 0 classification(s)" in result.err
+    assert "decode it without --broker" in result.err
+
+
 @needs_shared
 def test_decode_rest_json_example_gives_one_normalized_line_per_class(run: RunCli) -> None:
     expected = json.loads(EXAMPLE_MESSAGE.read_text())

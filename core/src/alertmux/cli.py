@@ -445,7 +445,12 @@ def decode(ctx: _Context, broker_name: str | None, registry: str | None, files: 
                 failures += 1
                 stderr.print(f"{path}: [red]not decodable as {broker_name}[/]: {exc}")
                 continue
-            for record in ingestor.records(messages, delivery):
+            records = list(ingestor.records(messages, delivery))
+            # A file that decodes to nothing must say so: silence reads like a hang or a lost message.
+            stderr.print(f"{escape(path)}: {len(messages)} message(s), {len(records)} classification(s)"
+                         + ("" if messages else f"; if it is an alert, not a {broker_name} message, decode it"
+                            " without --broker"), highlight=False)
+            for record in records:
                 click.echo(ClassificationRecord.model_validate(record).model_dump_json())
         for (scheme, label), count in sorted(ingestor.unknown_labels.items(), key=str):
             stderr.print(f"unknown label {label!r} in scheme {scheme}: {count} time(s), kept verbatim, class_id null")

@@ -63,13 +63,16 @@ def alert_head(payload: bytes) -> tuple[int, int, int | None]:
     return alert_id, source_id, object_id
 
 
-def alert_batches(ctx: EmulatorContext, *, idle_timeout: float = 60.0) -> Iterator[list[AlertSeen]]:
+def alert_batches(ctx: EmulatorContext, *, idle_timeout: float | None = None) -> Iterator[list[AlertSeen]]:
     """Yield the harness's alerts in batches until the stream is done and every alert of it was yielded.
 
     Partitions are assigned directly (no consumer group: no join delay, and every emulator sees every alert).
     Done means ``ctx.expected_alerts()`` alerts were read, or, when the harness cannot say how many, that
-    ``ctx.stop()`` is true and nothing arrived for ``idle_timeout`` seconds.
+    ``ctx.stop()`` is true and nothing arrived for ``idle_timeout`` seconds (default: the ``idle_timeout``
+    emulator option, else 60; ``alertmux emulate`` sets 0, since its stop is the user's Ctrl-C).
     """
+    if idle_timeout is None:
+        idle_timeout = float(ctx.options.get("idle_timeout", 60.0))
     consumer = Consumer(
         {"bootstrap.servers": ctx.bootstrap, "group.id": f"alertmux-emulator-{ctx.run_id}",
          "enable.auto.commit": False} | dict(ctx.client_config)

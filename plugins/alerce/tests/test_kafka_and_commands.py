@@ -172,8 +172,12 @@ def test_emulate_command_answers_on_alerces_real_topic_names(kafka_broker, kafka
                 time.sleep(0.3)
     finally:
         consumer.close()
+        interrupted = time.monotonic()
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=20)
+        stopping = time.monotonic() - interrupted
     assert read == sent, err
     assert child.returncode == 0, err
+    # Ctrl-C stops the emulator at once: not after its 5 s grace, nor its 60 s wait for an idle stream.
+    assert stopping < 4, f"took {stopping:.1f} s to stop"
     assert "publishing to lc_classifier_balto_" in err

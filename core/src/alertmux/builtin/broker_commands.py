@@ -238,7 +238,10 @@ def emulate(name: str, bootstrap: str | None, alert_topics: tuple[str, ...], db:
     spec = app.host.broker(name)
     if spec.emulator is None:
         raise UsageError(f"broker {name!r} has no emulator")
-    options: dict[str, Any] = {**app.config.broker(name), "mode": mode, "seed": seed, **_parse_options(pairs)}
+    # Standalone, a stop is the user's Ctrl-C: nothing is left to drain, and the embedded broker must not be shut
+    # down under a consumer still waiting for its stream to go idle.
+    options: dict[str, Any] = {"idle_timeout": 0.0, **app.config.broker(name), "mode": mode, "seed": seed,
+                               **_parse_options(pairs)}
     with ExitStack() as stack, _graceful_stop() as received:
         if bootstrap:
             client_config = app.config.kafka()
