@@ -9,6 +9,10 @@ Rubin lets a community broker's consumer group only start with its SASL username
 that does not is refused before connecting, and the default group is ``<username>-alertmux``.
 Each message is sniffed like a file (Rubin wire format, ELAsTiCC schemaless Avro...); one that does not decode
 is reported with its topic, partition and offset and skipped (it stays in the topic).
+
+Offsets mark what was *read*: the streamer records a source whole before it sends, so they are committed before
+the alerts go out. After a stream is interrupted, resume it with ``--run ID`` and ``start=earliest`` (the run
+skips what Kafka acknowledged); ``start=committed`` would skip the alerts read but not yet sent.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ def open_kafka_topic(bootstrap: str | None = None, topic: str | None = None, gro
     """Consume alerts from ``topic`` on ``bootstrap`` and yield each as a one-alert object.
 
     Stops after ``max_messages`` messages or ``idle_exit`` seconds without one (after the first assignment).
-    Offsets are committed as alerts are handed on, so a later run with the same group resumes after them.
+    Offsets are committed as alerts are handed on, so a later run with the same group starts after them (see the
+    module's note on resuming an interrupted stream).
     """
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException
 
