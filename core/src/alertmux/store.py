@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import is_, itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +47,10 @@ MESSAGE_COLUMNS = (
 """Column order of the tuples :meth:`Store.write_batch` takes (built on the hot path by alertmux.ingest)."""
 _CLASS_IDS = MESSAGE_COLUMNS.index("class_ids")
 _NATIVE = MESSAGE_COLUMNS.index("native_labels")
+_OFTEN_NULL = tuple(MESSAGE_COLUMNS.index(c) for c in ("run_id", "dia_object_id", "native_labels", "kinds",
+                                                      "content_hash", "alert_published_ms", "broker_ingest_ms",
+                                                      "top_class_id", "top_probability", "partition", "offset"))
+"""Columns that are NULL in every row of many batches (a plain listen, REST data, context-only vocabularies)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,20 +635,21 @@ class SqliteStore:
         # sqlite3 binds a None through its adapter lookup, three times an int's cost; a plain listen's rows have
         # four columns that are NULL throughout (run, object, kinds, content hash). Leaving those out of the
         # statement is worth ~1 us a message; the transpositions below run in C.
-        columns = list(zip(*rows, strict=True))
-        if all(n is c for n, c in zip(columns[_NATIVE], columns[_CLASS_IDS], strict=True)):
+        # Only the columns that can be NULL throughout are looked at, each in one C-level pass.
+        null = {i for i in _OFTEN_NULL if list(map(itemgetter(i), rows)).count(None) == len(rows)}
+        if _NATIVE not in null and all(map(is_, map(itemgetter(_NATIVE), rows), map(itemgetter(_CLASS_IDS), rows))):
             # The labels are the class ids (ELAsTiCC2 schemes): NULL means "as class_ids" (see the view).
-            columns[_NATIVE] = (None,) * len(rows)
-        keep = tuple(i for i, values in enumerate(columns) if values.count(None) != len(values))
-        if len(keep) == len(MESSAGE_COLUMNS):
-            return self._insert_sql, zip(*columns, strict=True)
+            null.add(_NATIVE)
+        if not null:
+            return self._insert_sql, rows
+        keep = tuple(i for i in range(len(MESSAGE_COLUMNS)) if i not in null)
         sql = self._insert_by_columns.get(keep)
         if sql is None:
             names = ", ".join(f"[{MESSAGE_COLUMNS[i]}]" for i in keep)
             sql = self._insert_by_columns[keep] = (
                 f"INSERT OR IGNORE INTO messages ({names}) VALUES ({', '.join('?' for _ in keep)})"
             )
-        return sql, zip(*(columns[i] for i in keep), strict=True)
+        return sql, map(itemgetter(*keep), rows)
 
     def _insert_dead(self, dead: Sequence[DeadLetter]) -> None:
         self.conn.executemany(

@@ -49,9 +49,11 @@ def _ms(value: Any) -> int | None:
 def messages_from_record(record: dict[str, Any], delivery: Delivery) -> list[BrokerMessage]:
     """Turn one decoded brokerClassification record (either version, Avro or JSON form) into broker messages."""
     entries = record["classifications"]
-    alert_published_ms = _ms(record.get("elasticcPublishTimestamp"))
-    broker_ingest_ms = _ms(record.get("brokerIngestTimestamp"))
-    broker_publish_ms = _ms(record.get("brokerPublishTimestamp"))
+    get = record.get
+    # Avro without logical types gives ints: _ms (datetimes, JSON numbers) only for the rest.
+    alert_published_ms = v if type(v := get("elasticcPublishTimestamp")) is int else _ms(v)
+    broker_ingest_ms = v if type(v := get("brokerIngestTimestamp")) is int else _ms(v)
+    broker_publish_ms = v if type(v := get("brokerPublishTimestamp")) is int else _ms(v)
     if "classifierName" in record:  # v0_9_1: one classifier per message (the hot path: positional arguments)
         identity = (str(record["brokerName"]), str(record["brokerVersion"]), str(record["classifierName"]),
                     str(record["classifierParams"]))
