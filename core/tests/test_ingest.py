@@ -170,3 +170,17 @@ def test_non_finite_and_missing_values_are_stored_as_null(ingestor: Ingestor) ->
     [row] = ingestor.rows([message], KAFKA)
     assert json.loads(row[COLUMN["probabilities"]]) == [None, None, 0.5]
     assert row[COLUMN["top_class_id"]] == 2224
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"alert_id": 1, "dia_source_id": 1.0}, "dia_source_id"),  # equal to a good earlier id, but not an int
+    ({"alert_id": 2**63}, "alert_id"),
+    ({"alert_id": 1, "broker_publish_ms": "1700000000000"}, "broker_publish_ms"),
+])
+def test_an_unstorable_id_is_refused_naming_its_field(fields: dict[str, Any], named: str, tmp_store: Store) -> None:
+    from alertmux.specs import BrokerMessage
+
+    ingestor = Ingestor(PluginHost(), "elasticc", tmp_store)
+    message = BrokerMessage(("B", "1", "C", ""), "elasticc2", [2222], [1.0], **fields)
+    with pytest.raises(DecodeError, match=rf"^{named} must be a 64-bit integer or null"):
+        ingestor.rows([message], KAFKA)

@@ -217,10 +217,9 @@ _ID_FIELDS = ("alert_id", "dia_source_id", "dia_object_id", "alert_published_ms"
 def _check_storable(m: BrokerMessage) -> None:
     # A decoder's bug (a string id, an id past 64 bits) must dead-letter its payload, not stop the loop at commit.
     ids = (m.alert_id, m.dia_source_id, m.dia_object_id, m.alert_published_ms, m.broker_ingest_ms, m.broker_publish_ms)
-    for value in ids:
+    for i, value in enumerate(ids):
         if value is not None and (type(value) is not int or value not in _INT64):
-            field_name = _ID_FIELDS[ids.index(value)]
-            raise DecodeError(f"{field_name} must be a 64-bit integer or null, got {value!r:.60}")
+            raise DecodeError(f"{_ID_FIELDS[i]} must be a 64-bit integer or null, got {value!r:.60}")
     if len(m.labels) != len(m.values):
         raise DecodeError(f"{len(m.labels)} labels but {len(m.values)} values")
 
