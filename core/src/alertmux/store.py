@@ -633,9 +633,9 @@ class SqliteStore:
 
     def _insert_without_null_columns(self, rows: Sequence[tuple[Any, ...]]) -> tuple[str, Iterable[tuple[Any, ...]]]:
         # sqlite3 binds a None through its adapter lookup, three times an int's cost; a plain listen's rows have
-        # four columns that are NULL throughout (run, object, kinds, content hash). Leaving those out of the
-        # statement is worth ~1 us a message; the transpositions below run in C.
-        # Only the columns that can be NULL throughout are looked at, each in one C-level pass.
+        # five columns that are NULL throughout (run, object, native labels, kinds, content hash). Leaving those out
+        # of the statement is worth ~1 us a message. Only the columns that can be NULL throughout are looked at,
+        # each in one C-level pass (itemgetter), and rows are projected the same way, without transposing them.
         null = {i for i in _OFTEN_NULL if list(map(itemgetter(i), rows)).count(None) == len(rows)}
         if _NATIVE not in null and all(map(is_, map(itemgetter(_NATIVE), rows), map(itemgetter(_CLASS_IDS), rows))):
             # The labels are the class ids (ELAsTiCC2 schemes): NULL means "as class_ids" (see the view).
