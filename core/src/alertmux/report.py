@@ -193,12 +193,11 @@ def _one(frame: pd.DataFrame, cid: int, column: str) -> Any:
     return None if row.empty else row[column].iloc[0]
 
 
-def _section(t: _Tables, row: Any) -> str:
+def _section(t: _Tables, row: Any, headline: dict[str, Any]) -> str:
     import pandas as pd
 
     cid = int(row.classifier_id)
     parts = [f"<h2 id='classifier-{cid}'>{html.escape(classifier_label(row))}</h2>"]
-    headline = _headline(t, cid)
     parts.append(_cards([
         (f"top-1 accuracy ({t.kinds[0]}, leaf)", _fmt(headline["accuracy"], "{:.1%}")),
         (f"macro F1 ({t.kinds[0]}, leaf / category)",
@@ -287,12 +286,12 @@ def _headline(t: _Tables, cid: int) -> dict[str, Any]:
     }
 
 
-def _overview(t: _Tables) -> str:
+def _overview(t: _Tables, headlines: dict[int, dict[str, Any]]) -> str:
     """All classifiers side by side, each linked to its section: the page's first screen."""
     rows = []
     for row in t.classifiers.itertuples():
         cid = int(row.classifier_id)
-        h = _headline(t, cid)
+        h = headlines[cid]
         cells = [f"<td><a href='#classifier-{cid}'>{html.escape(classifier_label(row))}</a></td>"]
         cells += [f"<td>{html.escape(text)}</td>" for text in (
             _fmt(h["objects"], "{:d}"), _fmt(h["accuracy"], "{:.1%}"), _fmt(h["macro_f1_leaf"], "{:.3f}"),
@@ -315,7 +314,9 @@ def build_report(scoring: Scoring, title: str = "alertmux report", nth: int = 3)
         nth: the detection count of the ``after<N>`` confusion matrix.
     """
     tables = _Tables(scoring, ("last", f"after{nth}", "best"))
-    sections = [_section(tables, row) for row in tables.classifiers.itertuples()]
+    headlines = {int(row.classifier_id): _headline(tables, int(row.classifier_id))
+                 for row in tables.classifiers.itertuples()}
+    sections = [_section(tables, row, headlines[int(row.classifier_id)]) for row in tables.classifiers.itertuples()]
     if not sections:
         sections = ["<p>No scored classifications in this database.</p>"]
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -324,7 +325,7 @@ def build_report(scoring: Scoring, title: str = "alertmux report", nth: int = 3)
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p class='meta'>generated {generated}; {len(tables.classifiers)} classifier(s). Definitions: see the "
         "alertmux.scoring module documentation.</p>"
-        + (_overview(tables) if len(tables.classifiers) else "") + "\n".join(sections) + "</body></html>"
+        + (_overview(tables, headlines) if headlines else "") + "\n".join(sections) + "</body></html>"
     )
 
 
