@@ -40,6 +40,27 @@ def run(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run
     return run_cli
 
 
+def first_alert_arrived(bootstrap: str, topic: str, timeout: float = 60.0) -> None:
+    """Wait until ``topic`` holds a message (the streamer's first alert), without creating the topic ourselves."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from alertmux.embedded import local_client_config
+
+    consumer = Consumer({**local_client_config(), "bootstrap.servers": bootstrap, "group.id": f"w-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "allow.auto.create.topics": False})
+    deadline = time.monotonic() + timeout
+    try:
+        while topic not in consumer.list_topics(timeout=5).topics:  # the producer creates it with its first alert
+            assert time.monotonic() < deadline, f"{topic} never appeared"
+            time.sleep(0.05)
+        partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        while not [m for m in consumer.consume(10, 0.1) if m.error() is None]:
+            assert time.monotonic() < deadline, f"nothing arrived on {topic}"
+    finally:
+        consumer.close()
+
+
 def consume(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
     """Every message of ``topic`` (all partitions, from the start), waiting until ``expected`` arrived, then a
     little longer so that duplicates would show."""
@@ -204,7 +225,8 @@ def test_sigterm_stops_a_stream_that_then_resumes_without_resending(kafka_broker
             planned = db_rows(db, "SELECT COUNT(*) FROM alerts")[0][0] if db.exists() else 0
         except sqlite3.OperationalError:
             planned = 0  # the table is not there yet
-    time.sleep(1.0)  # at 200 alerts/s: well under way, far from done (sent times are recorded per 1000 alerts)
+    first_alert_arrived(kafka_broker.bootstrap, unique_topic)  # a fixed sleep could end before anything was sent
+    time.sleep(0.5)  # at 200 alerts/s: under way, far from done (sent times are recorded per 1000 alerts)
     assert proc.poll() is None, "the stream ended before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
